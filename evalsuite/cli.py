@@ -1,0 +1,206 @@
+"""Command line. Maps EvalsuiteError to exit codes (2 bad input, 3 tasks failed, 4 regression); imports torch
+only for commands that run a model, so ``--help``, ``ls`` and ``validate`` start fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+from . import __version__
+from .errors import EvalsuiteError, UserInputError
+
+log = logging.getLogger("evalsuite")
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("EVALSUITE_DATA_ROOT", Path.home() / ".cache" / "evalsuite" / "data"))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _task_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evalsuite",
+        description="Zero-shot evaluation of CLIP models on the EVA-CLIP protocol.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 bad input, 3 some tasks failed, 4 regression breach.",
+    )
+    parser.add_argument("--version", action="version", version=f"evalsuite {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate one model on tasks, suites or tags")
+    run.add_argument("--model", required=True,
+                     help="card name (evalsuite ls models), card .yaml path, open_clip:ARCH/TAG, open_clip:ARCH"
+                          " with --pretrained FILE, or local-dir:FOLDER")
+    run.add_argument("--pretrained", help="weights file to use with the model's architecture")
+    run.add_argument("--tasks", required=True, type=_task_list,
+                     help="comma-separated task names, suites, tag:TAG, globs (imagenet*) or all")
+    run.add_argument("--data-root", type=Path, default=None,
+                     help="folder holding the datasets (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
+    run.add_argument("--output-dir", type=Path, default=Path("results"), help="results go to OUTPUT_DIR/<model>/")
+    run.add_argument("--batch-size", type=_positive_int, default=256)
+    run.add_argument("--workers", type=_non_negative_int, default=None,
+                     help="DataLoader workers (default: CPU count - 1, at most 8)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                     help="CUDA autocast precision (default: the model card's); CPU always runs fp32")
+    run.add_argument("--limit", type=_positive_int, default=None,
+                     help="evaluate a fixed seeded sample of N images per task; results are marked partial")
+    run.add_argument("--include-path", type=Path, action="append", default=[],
+                     help="extra folder with tasks/, prompts/ and/or cards/ (repeatable)")
+    run.add_argument("--no-resume", dest="resume", action="store_false",
+                     help="re-evaluate tasks that already have a result with the same fingerprints")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failing task")
+    run.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="progress bars (default: when stderr is a terminal)")
+    run.add_argument("--no-progress", dest="progress", action="store_false")
+
+    ls = sub.add_parser("ls", help="list tasks, suites or models")
+    ls.add_argument("what", choices=("tasks", "suites", "models"))
+    ls.add_argument("--include-path", type=Path, action="append", default=[])
+
+    val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
+    val.add_argument("--tasks", type=_task_list, default=None, help="selectors as for run (default: every task)")
+    val.add_argument("--include-path", type=Path, action="append", default=[])
+    return parser
+
+
+def cmd_run(args) -> int:
+    from .config import RunConfig
+    from .runner import Runner
+
+    config = RunConfig(
+        model=args.model, tasks=args.tasks, pretrained=args.pretrained,
+        data_root=args.data_root or default_data_root(), output_dir=args.output_dir,
+        batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
+        limit=args.limit, include_paths=args.include_path, resume=args.resume, fail_fast=args.fail_fast,
+        progress=args.progress,
+    )
+    runner = Runner(config)
+    try:
+        report = runner.run()
+    except EvalsuiteError:
+        _print_table(runner)
+        raise
+    print(report.table)
+    print(f"\nresults: {report.model_dir}")
+    return 0
+
+
+def _print_table(runner) -> None:
+    """After a partly failed run, still show what was written."""
+    from .results import format_table, read_task_csv
+
+    summary_path = runner.model_dir / "summary.csv"
+    if summary_path.is_file():
+        import csv
+
+        with summary_path.open() as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            r["value"], r["partial"] = float(r["value"]), r["partial"] == "true"
+        print(format_table(rows, []))
+
+
+def cmd_ls(args) -> int:
+    if args.what == "models":
+        from .models.card import all_cards
+
+        cards = all_cards(args.include_path)
+        print(f"{'model':<26} {'adapter':<10} {'params':>9}  source")
+        for name, card in cards.items():
+            params = f"{card.params_millions:,.0f}M" if card.params_millions else "?"
+            source = ", ".join(f"{w.kind}:{w.ref}" for w in card.weights) or "-"
+            print(f"{name:<26} {card.adapter:<10} {params:>9}  {source}")
+        return 0
+    from .catalog import Catalog
+
+    catalog = Catalog.load(args.include_path)
+    if args.what == "tasks":
+        print(f"{'task':<22} {'type':<15} {'classes':>7} {'samples':>8}  tags")
+        for name, spec in catalog.tasks.items():
+            print(f"{name:<22} {spec.type:<15} {spec.num_classes or '-':>7} {spec.expected_num_samples or '?':>8}"
+                  f"  {' '.join(spec.tags)}")
+    else:
+        for name, suite in catalog.suites.items():
+            members = catalog.suite_members(name)
+            print(f"{name:<22} {len(members):>3} tasks  {suite.description}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .catalog import Catalog
+    from .tasks import build_task
+
+    catalog = Catalog.load(args.include_path)
+    specs = catalog.select(args.tasks) if args.tasks else list(catalog.tasks.values())
+    for spec in specs:
+        build_task(spec, args.include_path)
+    for name in catalog.suites:
+        catalog.suite_members(name)
+    print(f"ok: {len(specs)} task(s) and {len(catalog.suites)} suite(s) are valid")
+    return 0
+
+
+def _setup_logging(verbose: bool) -> None:
+    """evalsuite's own lines at INFO; other libraries (open_clip logs every load step at INFO) at WARNING."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(name)s: %(levelname)s: %(message)s")
+    ours = logging.getLogger("evalsuite")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("evalsuite: %(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
+    ours.propagate = False
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except EvalsuiteError as exc:
+        print(f"evalsuite: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("evalsuite: interrupted; finished tasks are saved", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - an internal error: show the traceback, exit 1
+        traceback.print_exc()
+        print("evalsuite: internal error (a bug: please report it with the traceback above)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

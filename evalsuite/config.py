@@ -1,0 +1,207 @@
+"""Specs read from YAML (tasks, suites) and the run configuration, validated strictly.
+
+Every YAML mapping is checked against a dataclass: unknown keys, missing required keys and wrong types are
+errors that name the file and line. Validation here never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import ConfigError
+from .registry import did_you_mean
+from .yamlio import LineDict, load_yaml
+
+
+# --------------------------------------------------------------------------------------------------------------
+# generic dataclass-from-YAML
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (nested dataclasses are built)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        file = where.split(":")[0]
+        return from_mapping(tp, value, file)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def from_mapping(cls: type, data: dict, file: str | Path, skip: tuple[str, ...] = ()) -> Any:
+    """Build dataclass ``cls`` from a YAML mapping, strictly. Fields in ``skip`` are not read from YAML."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip and f.init}
+    line = getattr(data, "line", 0)
+
+    def at(key: str | None = None) -> str:
+        n = data.line_of(key) if (key is not None and isinstance(data, LineDict)) else line
+        return f"{file}:{n}" if n else str(file)
+
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"{at(key)}: unknown key {key!r} in {cls.__name__}.{did_you_mean(str(key), list(fields))}"
+                f" Allowed: {', '.join(fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in data:
+            if required:
+                raise ConfigError(f"{at()}: missing required key {name!r} in {cls.__name__}")
+            continue
+        kwargs[name] = _coerce(data[name], hints[name], f"{at(name)}: key {name!r}")
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# task and suite specs
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a task's data comes from: a registered source kind and its YAML arguments."""
+
+    kind: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    type: str
+    version: int
+    source: SourceSpec
+    metrics: list[str]
+    primary_metric: str
+    classnames: Optional[str] = None
+    templates: Optional[str] = None
+    num_classes: Optional[int] = None
+    tags: list[str] = field(default_factory=list)
+    expected_num_samples: Optional[int] = None
+    description: str = ""
+    notes: str = ""
+    file: str = ""  # set by the loader, not read from YAML
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("file")
+        return d
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A named group of tasks with an aggregation rule (unweighted mean of the members' primary metrics)."""
+
+    name: str
+    members: list[str]
+    description: str = ""
+    aggregation: str = "mean_primary"
+    expected_size: Optional[int] = None
+    notes: str = ""
+    file: str = ""
+
+
+def load_task_spec(path: Path) -> TaskSpec:
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a task file must be a mapping of keys, got {type(data).__name__}")
+    spec = from_mapping(TaskSpec, data, path, skip=("file",))
+    if spec.name != path.stem:
+        raise ConfigError(
+            f"{path}:{data.line_of('name')}: task name {spec.name!r} must equal the file name stem {path.stem!r}"
+        )
+    if spec.version < 1:
+        raise ConfigError(f"{path}:{data.line_of('version')}: version must be a positive integer")
+    if spec.primary_metric not in spec.metrics:
+        raise ConfigError(
+            f"{path}:{data.line_of('primary_metric')}: primary_metric {spec.primary_metric!r}"
+            f" is not among metrics {spec.metrics}"
+        )
+    return dataclasses.replace(spec, file=str(path))
+
+
+def load_suite_spec(path: Path) -> SuiteSpec:
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a suite file must be a mapping of keys, got {type(data).__name__}")
+    spec = from_mapping(SuiteSpec, data, path, skip=("file",))
+    if spec.name != path.stem:
+        raise ConfigError(
+            f"{path}:{data.line_of('name')}: suite name {spec.name!r} must equal the file name stem {path.stem!r}"
+        )
+    if spec.aggregation != "mean_primary":
+        raise ConfigError(
+            f"{path}:{data.line_of('aggregation')}: unknown aggregation {spec.aggregation!r}; known: mean_primary"
+        )
+    return dataclasses.replace(spec, file=str(path))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# run configuration (from the CLI)
+
+
+@dataclass
+class RunConfig:
+    model: str
+    tasks: list[str]
+    pretrained: Optional[str] = None
+    data_root: Path = Path("data")
+    output_dir: Path = Path("results")
+    batch_size: int = 256
+    workers: Optional[int] = None  # None: chosen from the CPU count
+    device: str = "auto"
+    precision: Optional[str] = None  # None: the model card's (CUDA); CPU always fp32
+    limit: Optional[int] = None
+    include_paths: list[Path] = field(default_factory=list)
+    resume: bool = True
+    fail_fast: bool = False
+    progress: Optional[bool] = None  # None: on when stderr is a TTY

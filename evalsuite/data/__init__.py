@@ -1,0 +1,8 @@
+"""Data sources (registered kinds taking only YAML arguments) and loader construction."""
+
+from ..registry import Registry
+
+SOURCES: Registry = Registry("data source kind")
+SOURCES.register_lazy("image_folder", "evalsuite.data.image_folder:ImageFolderSource")
+SOURCES.register_lazy("file_list", "evalsuite.data.file_list:FileListSource")
+SOURCES.register_lazy("synthetic_shapes", "evalsuite.data.synthetic:SyntheticShapesSource")

@@ -1,0 +1,111 @@
+"""What every data source shares: argument parsing, locating data under --data-root, the dataset wrapper.
+
+Importing this module does not import torch (``evalsuite validate`` uses it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+from PIL import Image
+
+from ..config import TaskSpec, from_mapping
+from ..errors import DatasetUnavailableError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    data_root: Path
+    label_keys: list[str]  # label key -> class index is the position in this list (from the classnames file)
+
+
+def load_image_file(path: str) -> Image.Image:
+    """Open and fully decode an image; corrupt or truncated files raise (never LOAD_TRUNCATED_IMAGES)."""
+    with Image.open(path) as img:
+        img.load()
+        return img.convert("RGB")
+
+
+class SampleDataset:
+    """Map-style dataset: ``items[i]`` is loaded by ``load`` and transformed.
+
+    A sample that cannot be read is returned as ``(None, label, i, message)`` instead of raising, so one bad file
+    never stops a task and every failure is counted and reported (see ``data.loader.collate_samples``).
+    """
+
+    def __init__(self, items: Sequence[Any], labels: Sequence[int], load: Callable[[Any], Image.Image],
+                 transform: Callable, names: Optional[Sequence[str]] = None) -> None:
+        if len(items) != len(labels):
+            raise ValueError("items and labels differ in length")
+        self.items, self.labels, self.load, self.transform = items, labels, load, transform
+        self.names = names if names is not None else [str(x) for x in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        try:
+            pixels = self.transform(self.load(self.items[i]))
+        except Exception as exc:  # noqa: BLE001 - any decoder error is a per-sample failure, reported
+            return None, self.labels[i], i, f"{self.names[i]}: {type(exc).__name__}: {exc}"
+        return pixels, self.labels[i], i, None
+
+    def subset(self, indices: Sequence[int]) -> "SampleDataset":
+        return SampleDataset([self.items[i] for i in indices], [self.labels[i] for i in indices], self.load,
+                             self.transform, [self.names[i] for i in indices])
+
+
+class DataSource(ABC):
+    """A registered source kind. ``Args`` is a dataclass: the YAML ``source.args`` are checked against it."""
+
+    Args: ClassVar[type]
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.args = from_mapping(self.Args, spec.source.args, f"{spec.file} (source.args)")
+
+    @abstractmethod
+    def samples(self, ctx: SourceContext) -> "Samples":
+        """List the samples (cheap: no decoding); raises DatasetUnavailableError with instructions."""
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A source's listing: items, their labels, how to load one item, and display names for error lists."""
+
+    items: list
+    labels: list[int]
+    load: Callable[[Any], Image.Image]
+    names: list[str]
+
+    def dataset(self, transform: Callable) -> SampleDataset:
+        return SampleDataset(self.items, self.labels, self.load, transform, self.names)
+
+
+@dataclass(frozen=True)
+class LocalArgs:
+    """Arguments shared by sources that read a local copy under --data-root."""
+
+    dirs: list[str] = field(default_factory=list)  # candidates under --data-root; default: [task name]
+    instructions: str = ""  # how to obtain the data, shown when it is missing
+
+
+def locate(spec: TaskSpec, args: LocalArgs, data_root: Path, looks_right: Callable[[Path], bool]) -> Path:
+    """The dataset folder: the first ``<data_root>/<dir>`` that exists, else ``data_root`` itself when it already
+    is the dataset folder (``--data-root path/to/cifar10-test``)."""
+    candidates = [Path(d) if Path(d).is_absolute() else data_root / d for d in (args.dirs or [spec.name])]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    if data_root.is_dir() and looks_right(data_root):
+        return data_root
+    how = f" {args.instructions}" if args.instructions else ""
+    raise DatasetUnavailableError(
+        f"task {spec.name!r}: data not found; looked in {', '.join(str(c) for c in candidates)} and {data_root}."
+        f" Point --data-root at the folder that holds it (see README, 'Data layout').{how}"
+    )

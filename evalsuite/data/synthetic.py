@@ -1,0 +1,53 @@
+"""The demo's synthetic shapes, generated on the fly (deterministic, no files needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..demo.shapes import COLOURS, HELD_OUT, SHAPES, DrawItem
+from ..errors import ConfigError
+from .base import Samples, DataSource, SourceContext
+
+SPLITS = ("all", "held_out", "seen")
+
+
+@dataclass(frozen=True)
+class SyntheticShapesArgs:
+    per_class: int
+    seed: int = 0  # the demo model trains on seeds >= 1_000_000; evaluation seeds stay below
+    split: str = "all"  # which colour-shape pairs get images: all, held_out (never trained on) or seen
+
+
+class SyntheticShapesSource(DataSource):
+    """Label keys are ``"<colour> <shape>"`` or a bare ``"<shape>"`` (then colours cycle over samples)."""
+
+    Args = SyntheticShapesArgs
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec)
+        if self.args.split not in SPLITS:
+            raise ConfigError(f"{spec.file}: source.args.split must be one of {SPLITS}, got {self.args.split!r}")
+        if not 0 <= self.args.seed < 1_000_000:
+            raise ConfigError(f"{spec.file}: source.args.seed must lie in [0, 1000000) (training uses the rest)")
+
+    def _keep(self, colour: str, shape: str) -> bool:
+        held = (colour, shape) in HELD_OUT
+        return self.args.split == "all" or (held if self.args.split == "held_out" else not held)
+
+    def samples(self, ctx: SourceContext):
+        items, labels = [], []
+        for label, key in enumerate(ctx.label_keys):
+            words = key.split()
+            if len(words) == 2 and words[0] in COLOURS and words[1] in SHAPES:
+                pairs = [(words[0], words[1])]
+            elif len(words) == 1 and words[0] in SHAPES:
+                pairs = [(c, words[0]) for c in COLOURS]
+            else:
+                raise ConfigError(f"{self.spec.file}: class key {key!r} is not '<colour> <shape>' or '<shape>'")
+            pairs = [p for p in pairs if self._keep(*p)]
+            for k in range(self.args.per_class if pairs else 0):
+                colour, shape = pairs[k % len(pairs)]
+                items.append((colour, shape, self.args.seed * 10_000 + label * 1_000 + k))
+                labels.append(label)
+        names = [f"{c} {s} #{seed}" for c, s, seed in items]
+        return Samples(items, labels, DrawItem(), names)

@@ -1,0 +1,47 @@
+"""Typed errors. The CLI maps each to an exit code; nothing below the CLI calls sys.exit."""
+
+from __future__ import annotations
+
+
+class EvalsuiteError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UserInputError(EvalsuiteError):
+    """Bad input from the user: a flag, a name, a YAML file, a data folder, a checkpoint."""
+
+    exit_code = 2
+
+
+class ConfigError(UserInputError):
+    """A YAML file (task, suite, prompts, model card) that does not follow its schema."""
+
+
+class UnknownNameError(UserInputError):
+    """A task, suite, model, source kind or metric name that is not registered."""
+
+
+class PromptError(ConfigError):
+    """Class names or templates that are missing, malformed or inconsistent with the task."""
+
+
+class DatasetUnavailableError(UserInputError):
+    """The data for a task cannot be found or read; the message says how to get it."""
+
+
+class ModelLoadError(UserInputError):
+    """A model card, weights file or checkpoint that cannot be loaded as asked."""
+
+
+class TasksFailedError(EvalsuiteError):
+    """Some tasks failed or were flagged; the others were still written."""
+
+    exit_code = 3
+
+
+class RegressionError(EvalsuiteError):
+    """A result lies outside the tolerance of its reference number."""
+
+    exit_code = 4

@@ -1,0 +1,1 @@
+"""Model adapters and model cards. Importing this package does not import torch."""

@@ -1,0 +1,150 @@
+"""ModelAdapter: the one interface the runner talks to.
+
+The base class owns everything an adapter must not forget: eval mode, inference mode, autocast on CUDA,
+fp32 on CPU, device placement and L2 normalisation of the features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserInputError
+from .card import ModelCard
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserInputError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto")
+    return torch.device(device)
+
+
+def resolve_precision(card: ModelCard, device: torch.device, requested: str | None) -> str:
+    """CUDA: the flag, else the card (bf16 by default). CPU: fp32 only (bf16 autocast is 5-14x slower there)."""
+    if device.type != "cuda":
+        if requested not in (None, "fp32"):
+            raise UserInputError(
+                f"--precision {requested} is only supported on CUDA; on CPU evalsuite runs fp32 (drop the flag)"
+            )
+        return "fp32"
+    precision = requested or card.precision
+    if precision not in _DTYPES:
+        raise UserInputError(f"--precision {precision!r}: expected one of {', '.join(_DTYPES)}")
+    return precision
+
+
+def file_digest(path: Path, chunk: int = 1 << 24) -> str:
+    """sha256 of a weights file: whole file up to 256 MiB, else size plus the first and last 16 MiB.
+
+    Hashing a 33 GB checkpoint would add minutes to every run; any two different trained checkpoints differ in
+    their first tensors, so the sampled digest still tells them apart.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        if size <= 16 * chunk:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        else:
+            h.update(f.read(chunk))
+            f.seek(size - chunk)
+            h.update(f.read(chunk))
+    return h.hexdigest()[:16]
+
+
+class ModelAdapter(ABC):
+    """Subclasses implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``, ``image_transform``
+    and ``weights_identity``; callers use ``encode_image`` / ``encode_text``, which return float32,
+    L2-normalised features on the model's device."""
+
+    def __init__(self, card: ModelCard, device: torch.device, precision: str) -> None:
+        self.card = card
+        self.device = device
+        self.precision = precision
+        self.module: torch.nn.Module = self._build()
+        self.module.eval()
+        self.module.requires_grad_(False)
+
+    # --- to implement -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def _build(self) -> torch.nn.Module:
+        """Create the model with its weights loaded, on ``self.device``."""
+
+    @abstractmethod
+    def _encode_image(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def tokenize(self, texts: list[str]) -> torch.Tensor: ...
+
+    @abstractmethod
+    def image_transform(self) -> Callable:
+        """PIL image -> normalised float tensor, as the model card prescribes."""
+
+    @classmethod
+    @abstractmethod
+    def weights_identity(cls, card: ModelCard) -> dict:
+        """What identifies the card's weights (a tag, a file digest), computed without loading them."""
+
+    def preprocess_description(self) -> dict:
+        """The effective preprocessing, recorded in results and fingerprints."""
+        return {}
+
+    # --- owned by the base class -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.precision != "fp32":
+            return torch.autocast("cuda", dtype=_DTYPES[self.precision])
+        return contextlib.nullcontext()
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self.autocast():
+            features = self._encode_image(pixels.to(self.device, non_blocking=True))
+        return F.normalize(features.float(), dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self.autocast():
+            features = self._encode_text(tokens.to(self.device, non_blocking=True))
+        return F.normalize(features.float(), dim=-1)
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(type(self), self.card, self.precision)
+
+
+def model_fingerprint(adapter_cls: type[ModelAdapter], card: ModelCard, precision: str) -> str:
+    """Identity of the numbers a model produces: architecture, weights, card preprocessing and precision.
+
+    Computable before the weights are loaded, so a resumed run whose tasks are all done loads nothing.
+    """
+    payload = {
+        "adapter": card.adapter,
+        "architecture": card.architecture,
+        "weights": adapter_cls.weights_identity(card),
+        "image_size": card.image_size,
+        "preprocess": dataclasses.asdict(card.preprocess) if card.preprocess else None,
+        "precision": precision,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,97 @@
+"""Model cards: YAML files saying how to build a model, where its weights are, and how to preprocess for it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..config import from_mapping
+from ..errors import ConfigError, UnknownNameError
+from ..registry import did_you_mean
+from ..resources import card_dirs
+from ..yamlio import load_yaml
+
+OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
+RESIZE_MODES = ("shortest", "squash")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    mean: list[float]
+    std: list[float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"  # shortest side + centre crop (EVA eval), or squash (direct resize)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """One place the weights can come from. kind: open_clip_tag | local_dir | file | package_dir | hf_hub."""
+
+    kind: str
+    ref: str
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    adapter: str
+    architecture: str
+    image_size: Optional[int] = None
+    preprocess: Optional[Preprocess] = None  # None: the weights' own config (open_clip tags only)
+    weights: list[WeightsSource] = field(default_factory=list)
+    precision: str = "bf16"  # on CUDA; CPU always runs fp32
+    params_millions: Optional[float] = None
+    reference_key: Optional[str] = None
+    description: str = ""
+    notes: str = ""
+    file: str = ""
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("file")
+        return d
+
+
+def load_card_file(path: Path) -> ModelCard:
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a model card must be a mapping of keys")
+    card = from_mapping(ModelCard, data, path, skip=("file",))
+    if card.precision not in PRECISIONS:
+        raise ConfigError(f"{path}:{data.line_of('precision')}: precision must be one of {PRECISIONS}")
+    if card.preprocess is not None:
+        if card.preprocess.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"{path}: preprocess.resize_mode must be one of {RESIZE_MODES}")
+        if len(card.preprocess.mean) != 3 or len(card.preprocess.std) != 3:
+            raise ConfigError(f"{path}: preprocess.mean and preprocess.std need 3 values each")
+    if card.preprocess is not None and card.image_size is None:
+        raise ConfigError(f"{path}: a card with preprocess needs image_size")
+    return dataclasses.replace(card, file=str(path))
+
+
+def all_cards(include_paths=()) -> dict[str, ModelCard]:
+    cards: dict[str, ModelCard] = {}
+    for folder in card_dirs(include_paths):
+        for path in sorted(folder.glob("*.yaml")):
+            card = load_card_file(path)
+            if card.name != path.stem:
+                raise ConfigError(f"{path}: card name {card.name!r} must equal the file name stem {path.stem!r}")
+            if card.name in cards:
+                raise ConfigError(f"{path}: model card {card.name!r} is defined twice (also {cards[card.name].file})")
+            cards[card.name] = card
+    return cards
+
+
+def find_card(name: str, include_paths=()) -> ModelCard:
+    cards = all_cards(include_paths)
+    if name in cards:
+        return cards[name]
+    raise UnknownNameError(
+        f"unknown model {name!r}.{did_you_mean(name, list(cards))} Pass a card name (evalsuite ls models),"
+        " a card .yaml path, open_clip:ARCH/TAG, open_clip:ARCH with --pretrained FILE, or local-dir:FOLDER"
+    )

@@ -1,0 +1,147 @@
+"""open_clip models: built-in architectures with hub tags or local weight files, and ``local-dir:`` folders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import open_clip
+import torch
+
+from ..errors import ModelLoadError
+from ..resources import PACKAGE_DIR
+from .base import ModelAdapter, file_digest
+from .card import WeightsSource
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_WEIGHTS = ("package_dir", "local_dir", "file", "open_clip_tag")
+
+
+def _weights_source(card) -> WeightsSource:
+    for source in card.weights:
+        if source.kind in SUPPORTED_WEIGHTS:
+            return source
+    raise ModelLoadError(
+        f"model card {card.name!r} ({card.file or 'built from --model'}) lists no weights the open_clip adapter can"
+        f" load (kinds: {', '.join(SUPPORTED_WEIGHTS)}); pass --pretrained FILE"
+    )
+
+
+class OpenClipAdapter(ModelAdapter):
+    @classmethod
+    def weights_identity(cls, card) -> dict:
+        source = _weights_source(card)
+        if source.kind == "open_clip_tag":
+            return {"open_clip_tag": source.ref}
+        return {"file_sha256": file_digest(_weights_file(source))}
+
+    def _build(self) -> torch.nn.Module:
+        source = _weights_source(self.card)
+        model_name, pretrained = self.card.architecture, None
+        if source.kind in ("package_dir", "local_dir"):
+            model_name = f"local-dir:{_weights_file(source).parent}"
+        elif source.kind == "file":
+            pretrained = str(_weights_file(source))
+        else:  # open_clip_tag: downloaded (or found in the hub cache) by open_clip
+            pretrained = source.ref
+            known = open_clip.list_pretrained_tags_by_model(model_name)
+            if pretrained not in known:
+                raise ModelLoadError(
+                    f"open_clip has no pretrained tag {pretrained!r} for {model_name!r}; known: {', '.join(known) or 'none'}"
+                )
+        self.model_name = model_name
+        try:
+            # require_pretrained: never hand back a randomly initialised model when weights were asked for
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained, device=self.device, require_pretrained=True
+            )
+        except RuntimeError as exc:
+            if "state_dict" in str(exc) or "size mismatch" in str(exc):
+                raise ModelLoadError(f"weights do not fit architecture {model_name!r}: {exc}") from exc
+            raise ModelLoadError(f"cannot load open_clip model {model_name!r} ({pretrained}): {exc}") from exc
+        except (OSError, ValueError) as exc:
+            hint = (
+                " (the hub is unreachable? download the weights file and pass --pretrained FILE, or set HF_HOME"
+                " to a cache that holds it)"
+                if source.kind == "open_clip_tag"
+                else ""
+            )
+            raise ModelLoadError(f"cannot load open_clip model {model_name!r}: {exc}{hint}") from exc
+        self._tokenizer = open_clip.get_tokenizer(model_name)
+        self._preprocess = self._preprocess_cfg(model)
+        return model
+
+    def _preprocess_cfg(self, model) -> dict:
+        card = self.card
+        if card.preprocess is not None:
+            p = card.preprocess
+            return {
+                "size": card.image_size,
+                "mean": list(p.mean),
+                "std": list(p.std),
+                "interpolation": p.interpolation,
+                "resize_mode": p.resize_mode,
+            }
+        # no preprocessing on the card: the weights' own (open_clip pretrained/local-dir config)
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        size = cfg["size"]
+        return {
+            "size": size if isinstance(size, int) else list(size),
+            "mean": list(cfg["mean"]),
+            "std": list(cfg["std"]),
+            "interpolation": cfg.get("interpolation", "bicubic"),
+            "resize_mode": cfg.get("resize_mode", "shortest"),
+        }
+
+    def preprocess_description(self) -> dict:
+        return dict(self._preprocess)
+
+    def image_transform(self) -> Callable:
+        p = self._preprocess
+        return open_clip.image_transform(
+            p["size"],
+            is_train=False,
+            mean=tuple(p["mean"]),
+            std=tuple(p["std"]),
+            resize_mode=p["resize_mode"],
+            interpolation=p["interpolation"],
+        )
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self._tokenizer(texts)
+
+    def _encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_image(pixels)
+
+    def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_text(tokens)
+
+def _weights_file(source: WeightsSource) -> Path:
+    """The weights file a local source names; errors say what is missing."""
+    if source.kind == "file":
+        path = Path(source.ref).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"weights file {path}: no such file")
+        return path
+    folder = PACKAGE_DIR / source.ref if source.kind == "package_dir" else Path(source.ref).expanduser()
+    if not (folder / "open_clip_config.json").is_file():
+        raise ModelLoadError(f"{folder}: not an open_clip model folder (no open_clip_config.json)")
+    return _single_checkpoint(folder)
+
+
+def _single_checkpoint(folder: Path) -> Path:
+    found = sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
+    if not found:
+        raise ModelLoadError(f"{folder}: no weights file (*.safetensors, *.bin, *.pth) beside open_clip_config.json")
+    preferred = [p for p in found if p.name == "open_clip_model.safetensors"]
+    if preferred:
+        return preferred[0]  # open_clip's first choice too
+    if len(found) > 1:
+        # open_clip would pick one by its own order; make the user say which instead of guessing
+        raise ModelLoadError(
+            f"{folder}: several weights files ({', '.join(p.name for p in found)}); keep one, or name it"
+            " open_clip_model.safetensors"
+        )
+    return found[0]

@@ -1,0 +1,164 @@
+"""The Runner: one model, many tasks. Validate everything first, load the model once (only if some task needs
+it), then per task: skip if done, else evaluate, write its CSV atomically, log one line."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import __version__
+from .catalog import Catalog
+from .config import RunConfig
+from .errors import EvalsuiteError, TasksFailedError
+from .models.card import ModelCard
+from .models.loading import load_model, resolve_card, results_dirname
+from .results import (TaskIdentity, format_table, is_done, task_rows, write_run_manifest, write_suites,
+                      write_summary, write_task_csv, atomic_write_text)
+from .tasks import build_task
+from .tasks.base import RunContext, Task
+
+log = logging.getLogger("evalsuite")
+
+
+@dataclass
+class RunReport:
+    model_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # task -> one-line reason
+    flagged: dict[str, str] = field(default_factory=dict)  # task -> why its numbers need a look
+    table: str = ""
+
+
+class Runner:
+    def __init__(self, config: RunConfig, catalog: Optional[Catalog] = None) -> None:
+        self.config = config
+        self.catalog = catalog or Catalog.load(config.include_paths)
+        # strict at the edges: every selected task, its prompts and its source arguments are checked here,
+        # before any data is read or any weights are loaded
+        specs = self.catalog.select(config.tasks)
+        self.tasks: list[Task] = [build_task(s, config.include_paths) for s in specs]
+        self.card: ModelCard = resolve_card(config.model, config.pretrained, config.include_paths)
+        self.model_dir = config.output_dir / results_dirname(self.card)
+        self._model = None
+
+    def model_fingerprint(self) -> str:
+        from .models.base import model_fingerprint, resolve_device, resolve_precision
+        from .models.loading import ADAPTERS
+
+        device = resolve_device(self.config.device)
+        precision = resolve_precision(self.card, device, self.config.precision)
+        self.device, self.precision = device, precision
+        return model_fingerprint(ADAPTERS.get(self.card.adapter), self.card, precision)
+
+    def _load_model(self):
+        if self._model is None:
+            log.info("loading model %s (adapter %s)", self.card.name, self.card.adapter)
+            self._model = load_model(self.card, self.config.device, self.config.precision)
+            log.info("model loaded on %s, precision %s, fingerprint %s", self._model.device,
+                     self._model.precision, self._model.fingerprint())
+        return self._model
+
+    def run(self) -> RunReport:
+        cfg = self.config
+        report = RunReport(self.model_dir)
+        ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
+                         limit=cfg.limit, progress=_want_progress(cfg.progress), log=log)
+        model_fp = self.model_fingerprint()
+        self.task_fingerprints = {t.name: t.fingerprint(cfg.limit) for t in self.tasks}
+        pending = []
+        for task in self.tasks:
+            path = self.model_dir / f"{task.name}.csv"
+            if cfg.resume and is_done(path, model_fp, self.task_fingerprints[task.name]):
+                log.info("%s: already done (%s), skipped; --no-resume re-runs it", task.name, path)
+                report.skipped.append(task.name)
+            elif self._attempt(task, report, lambda: task.prepare(ctx)):
+                pending.append(task)  # its data was found: worth loading the model for
+        for task in pending:
+            result = self._attempt(task, report, lambda: task.evaluate(self._load_model(), ctx))
+            if result is None:
+                continue
+            ident = TaskIdentity(self.card.name, model_fp, task.name, task.spec.version,
+                                 self.task_fingerprints[task.name])
+            write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
+            self._record_problems(task, result, report)
+            primary = result.metrics.get(task.spec.primary_metric, float("nan"))
+            log.info("%s: %s = %.2f%% on %d samples (%d failed) in %.1fs, %.0f img/s%s", task.name,
+                     task.spec.primary_metric, 100 * primary, result.num_samples, result.num_failed,
+                     result.seconds, result.images_per_second, " [partial]" if result.partial else "")
+            report.done.append(task.name)
+        report.table = self._write_aggregates(model_fp, report)
+        if report.failed or report.flagged:
+            parts = [f"failed: {', '.join(report.failed)}"] if report.failed else []
+            parts += [f"flagged: {', '.join(report.flagged)}"] if report.flagged else []
+            raise TasksFailedError(f"{'; '.join(parts)} (reasons above and in run.json; other results in"
+                                   f" {self.model_dir})")
+        return report
+
+    def _attempt(self, task: Task, report: RunReport, step):
+        """Run one step of a task; a typed error fails that task only (unless --fail-fast)."""
+        try:
+            return step() or True
+        except EvalsuiteError as exc:
+            if self.config.fail_fast:
+                raise
+            log.error("%s: failed: %s", task.name, exc)
+            report.failed[task.name] = str(exc)
+            return None
+
+    def _record_problems(self, task: Task, result, report: RunReport) -> None:
+        for warning in result.warnings:
+            log.warning("%s: %s", task.name, warning)
+        if result.failures:
+            err_path = self.model_dir / f"{task.name}.errors.txt"
+            atomic_write_text(err_path, "\n".join(result.failures) + "\n")
+            for message in result.failures[:20]:
+                log.error("%s: unreadable sample: %s", task.name, message)
+            report.flagged[task.name] = (
+                f"{result.num_failed} of {result.num_failed + result.num_samples} samples unreadable,"
+                f" metrics cover the rest (list: {err_path})"
+            )
+
+    def _write_aggregates(self, model_fp: str, report: RunReport) -> str:
+        names = [t.name for t in self.tasks]
+        summary = write_summary(self.model_dir, names, model_fp, self.task_fingerprints)
+        suites = {s: self.catalog.suite_members(s) for s in self.catalog.suites_covering(names)}
+        suite_rows = write_suites(self.model_dir, suites, summary)
+        write_run_manifest(self.model_dir, {
+            "config": asdict(self.config),
+            "model_card": self.card.as_dict(),
+            "model_fingerprint": model_fp,
+            "device": str(self.device),
+            "precision": self.precision,
+            "preprocess": self._model.preprocess_description() if self._model else asdict_or_none(self.card.preprocess),
+            "tasks": {t.name: {"version": t.spec.version, "fingerprint": t.fingerprint(self.config.limit),
+                               "prompt_digest": getattr(getattr(t, "bank", None), "digest", None)}
+                      for t in self.tasks},
+            "done": report.done, "skipped": report.skipped, "failed": report.failed, "flagged": report.flagged,
+            "versions": _versions(),
+        })
+        return format_table(summary, suite_rows)
+
+
+def _want_progress(flag: Optional[bool]) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"evalsuite": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "open_clip_torch", "timm", "numpy", "pillow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def asdict_or_none(obj) -> Optional[dict]:
+    return asdict(obj) if obj is not None else None

@@ -1,0 +1,82 @@
+"""Task and its result. Task modules import torch only inside ``evaluate`` so validation stays light."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from ..config import TaskSpec
+from ..data import SOURCES
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..models.base import ModelAdapter
+
+
+@dataclass
+class RunContext:
+    data_root: Path
+    batch_size: int = 256
+    workers: Optional[int] = None
+    limit: Optional[int] = None
+    progress: bool = False
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
+
+
+@dataclass
+class TaskResult:
+    metrics: dict[str, float]  # fractions
+    num_samples: int  # samples evaluated (readable)
+    num_failed: int  # samples that could not be read
+    failures: list[str]  # one message per failed sample
+    seconds: float
+    images_per_second: float
+    partial: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return self.num_failed > 0
+
+
+class Task(ABC):
+    """One dataset evaluated one way. Constructed from its spec; validation happens in ``__init__``."""
+
+    allowed_metrics: tuple[str, ...] = ()
+
+    def __init__(self, spec: TaskSpec, include_paths=()) -> None:
+        self.spec = spec
+        self.include_paths = include_paths
+        unknown = [m for m in spec.metrics if m not in self.allowed_metrics]
+        if unknown:
+            raise ConfigError(
+                f"{spec.file}: metrics {unknown} are not computed by task type {spec.type!r};"
+                f" allowed: {', '.join(self.allowed_metrics)}"
+            )
+        self.source = SOURCES.get(spec.source.kind)(spec)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def fingerprint_payload(self) -> dict:
+        """What the numbers depend on. Prose (notes, description) and tags are left out on purpose."""
+        spec = self.spec.as_dict()
+        for key in ("notes", "description", "tags", "expected_num_samples"):
+            spec.pop(key)
+        return {"spec": spec}
+
+    def fingerprint(self, limit: Optional[int] = None) -> str:
+        payload = dict(self.fingerprint_payload(), limit=limit)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Find the task's data (listing only) so a missing dataset is reported before any weights load."""
+
+    @abstractmethod
+    def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult: ...

@@ -1,0 +1,113 @@
+"""Zero-shot classification with a prompt-ensemble classifier — one class for every dataset."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING
+
+from ..data.base import SourceContext
+from ..errors import ConfigError, DatasetUnavailableError
+
+from ..prompts import load_prompt_bank
+from .base import RunContext, Task, TaskResult
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models.base import ModelAdapter
+
+CLASSIFICATION_METRICS = ("acc1", "acc5", "mean_per_class_recall")
+TEXT_BATCH = 1024  # prompts per text forward pass; classes x templates are batched together
+
+
+def build_classifier(model: "ModelAdapter", prompts: list[list[str]], batch_size: int = TEXT_BATCH) -> "torch.Tensor":
+    """(C, D) class embeddings: per class the mean of the L2-normalised template embeddings, re-normalised.
+
+    All classes x templates are tokenized and encoded together in large batches, not one class at a time.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    num_templates = len(prompts[0])
+    flat = [p for per_class in prompts for p in per_class]
+    features = []
+    for start in range(0, len(flat), batch_size):
+        features.append(model.encode_text(model.tokenize(flat[start:start + batch_size])))
+    per_template = torch.cat(features).view(len(prompts), num_templates, -1)  # already L2-normalised
+    return F.normalize(per_template.mean(dim=1), dim=-1)
+
+
+def subset_indices(n: int, limit: int) -> list[int]:
+    """A fixed, seeded sample of ``limit`` indices (spread over the classes, unlike the first ``limit``)."""
+    if limit >= n:
+        return list(range(n))
+    return sorted(random.Random(0).sample(range(n), limit))
+
+
+class ClassificationTask(Task):
+    allowed_metrics = CLASSIFICATION_METRICS
+
+    def __init__(self, spec, include_paths=()) -> None:
+        super().__init__(spec, include_paths)
+        self.bank = load_prompt_bank(spec, include_paths)
+        if spec.num_classes is None:
+            raise ConfigError(f"{spec.file}: classification tasks must state num_classes")
+
+    def fingerprint_payload(self) -> dict:
+        return dict(super().fingerprint_payload(), prompts=self.bank.digest)
+
+    def prepare(self, ctx: RunContext) -> None:
+        self._samples = self.source.samples(SourceContext(ctx.data_root, self.bank.keys))
+        if not self._samples.items:
+            raise DatasetUnavailableError(f"task {self.name!r}: the data source found no samples")
+
+    def dataset(self, transform, ctx: RunContext):
+        if getattr(self, "_samples", None) is None:
+            self.prepare(ctx)
+        dataset = self._samples.dataset(transform)
+        partial = ctx.limit is not None and ctx.limit < len(dataset)
+        if partial:
+            dataset = dataset.subset(subset_indices(len(dataset), ctx.limit))
+        return dataset, partial
+
+    def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
+        import torch
+        from tqdm import tqdm
+
+        from ..data.loader import make_loader
+        from ..metrics import classification_metrics, topk_indices
+
+        start = time.perf_counter()
+        dataset, partial = self.dataset(model.image_transform(), ctx)
+        classifier = build_classifier(model, self.bank.prompts())
+        k = min(5, len(self.bank.classnames))
+        topks, targets, failures = [], [], []
+        loader = make_loader(dataset, ctx.batch_size, ctx.workers, model.device)
+        image_start = time.perf_counter()
+        for pixels, labels, _, failed in tqdm(loader, desc=self.name, disable=not ctx.progress, leave=False):
+            failures += [msg for _, msg in failed]
+            if pixels is None:
+                continue
+            logits = model.encode_image(pixels) @ classifier.T
+            topks.append(topk_indices(logits, k).cpu())
+            targets.append(labels)
+        image_seconds = time.perf_counter() - image_start
+        if not topks:
+            raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read: {failures[:3]}")
+        topk, target = torch.cat(topks), torch.cat(targets)
+        metrics = classification_metrics(topk, target, len(self.bank.classnames), self.spec.metrics)
+        warnings = []
+        expected = self.spec.expected_num_samples
+        if not partial and expected is not None and len(dataset) != expected:
+            warnings.append(f"found {len(dataset)} samples, the task expects {expected}")
+        return TaskResult(
+            metrics=metrics,
+            num_samples=len(target),
+            num_failed=len(failures),
+            failures=failures,
+            seconds=time.perf_counter() - start,
+            images_per_second=len(target) / image_seconds if image_seconds > 0 else float("nan"),
+            partial=partial,
+            warnings=warnings,
+        )

@@ -1,0 +1,22 @@
+"""Shared fixtures. Tests never download: tiny random-init models, generated images, ../shared/data slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import CIFAR10_CLASSES, write_class_folders
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from evalsuite.models.tiny import write_tiny_clip
+
+    return write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
+
+
+@pytest.fixture
+def cifar_like_root(tmp_path) -> Path:
+    """``<tmp>/cifar10/<class>/*.png``: a generated stand-in for the CIFAR-10 layout, 4 images per class."""
+    write_class_folders(tmp_path / "cifar10", CIFAR10_CLASSES, per_class=4)
+    return tmp_path

@@ -1,0 +1,34 @@
+"""Helpers shared by tests (importable as ``helpers``; see pythonpath in pyproject.toml)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("EVALSUITE_SHARED_DATA", REPO.parent / "shared" / "data"))
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def shared(sub: str) -> Path:
+    """A folder of ../shared/data, or skip the test when it is absent (fresh machine)."""
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared/data is optional)")
+    return path
+
+
+def write_class_folders(root: Path, classes: list[str], per_class: int, seed: int = 0, size=(40, 30)) -> Path:
+    """Random-noise PNG images in ``root/<class>/`` (enough for a random model's deterministic predictions)."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = bytes(rng.randrange(256) for _ in range(size[0] * size[1] * 3))
+            Image.frombytes("RGB", size, pixels).save(root / c / f"{i:04d}.png")
+    return root
