@@ -174,10 +174,11 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(name)s: %(levelname)s: %(message)s")
     ours = logging.getLogger("evalsuite")
-    if not ours.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("evalsuite: %(message)s"))
-        ours.addHandler(handler)
+    for old in list(ours.handlers):  # main() may run more than once in a process (tests, notebooks)
+        ours.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("evalsuite: %(message)s"))
+    ours.addHandler(handler)
     ours.setLevel(logging.DEBUG if verbose else logging.INFO)
     ours.propagate = False
 

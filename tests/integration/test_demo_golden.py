@@ -1,0 +1,52 @@
+"""The offline demo's numbers, pinned. A change in preprocessing, templates, prompts, metrics or the shipped
+weights moves them (bilinear instead of bicubic already moves one sample): update them only on purpose,
+together with the README."""
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from evalsuite.catalog import Catalog
+from evalsuite.cli import main
+from evalsuite.models.loading import load_model, resolve_card
+from evalsuite.tasks import build_task
+from evalsuite.tasks.base import RunContext
+
+# (metric -> exact count of correct samples, out of N); see README "Quickstart"
+GOLDEN = {
+    "demo_shapes": (600, {"acc1": 562, "acc5": 600}),
+    "demo_heldout": (240, {"acc1": 183, "acc5": 240}),
+}
+GOLDEN_MEAN_PER_CLASS_RECALL = {"demo_shapes": 562 / 600, "demo_heldout": 183 / 240}  # balanced classes
+
+
+def test_make_demo_command_prints_pinned_numbers(tmp_path, capsys):
+    assert main(["run", "--model", "demo-clip", "--tasks", "demo", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "demo_shapes" in out and "93.67" in out and "76.25" in out and "suite demo" in out
+    for task, (n, counts) in GOLDEN.items():
+        with (tmp_path / "demo-clip" / f"{task}.csv").open() as f:
+            rows = {r["metric"]: r for r in csv.DictReader(f)}
+        assert {r["num_samples"] for r in rows.values()} == {str(n)}
+        for metric, correct in counts.items():
+            assert float(rows[metric]["value"]) == pytest.approx(correct / n, abs=1e-12), (task, metric)
+        assert float(rows["mean_per_class_recall"]["value"]) == pytest.approx(GOLDEN_MEAN_PER_CLASS_RECALL[task],
+                                                                               abs=1e-9)
+    with (tmp_path / "demo-clip" / "suites.csv").open() as f:
+        suite = next(csv.DictReader(f))
+    assert suite["suite"] == "demo" and float(suite["value"]) == pytest.approx((562 / 600 + 183 / 240) / 2)
+
+
+@pytest.mark.parametrize("change", [
+    {"resize_mode": "squash"},
+    {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+])
+def test_a_preprocessing_regression_breaks_the_pins(change):
+    card = resolve_card("demo-clip")
+    broken = dataclasses.replace(card, preprocess=dataclasses.replace(card.preprocess, **change))
+    model = load_model(broken, device="cpu")
+    task = build_task(Catalog.load().tasks["demo_shapes"])
+    acc1 = task.evaluate(model, RunContext(Path("."), workers=0)).metrics["acc1"]
+    assert round(acc1 * 600) != GOLDEN["demo_shapes"][1]["acc1"]
