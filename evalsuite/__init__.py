@@ -1,3 +1,27 @@
-"""evalsuite: zero-shot evaluation of CLIP models on the EVA-CLIP protocol."""
+"""evalsuite: zero-shot evaluation of CLIP models on the EVA-CLIP protocol.
+
+Python API (importing evalsuite does not import torch):
+    model = evalsuite.load_model("EVA-CLIP-8B", device="cuda")
+    model = evalsuite.load_model("/ckpt/EVA_CLIP_8B_psz14_s9B.pt", arch="EVA-CLIP-8B")
+    model = evalsuite.load_model("/ckpt/custom.pt", arch="/cfg/custom.json")  # upstream-format config
+    feats = model.encode_image(pixels)  # L2-normalised float32; pixels from model.image_transform()
+"""
+
+from __future__ import annotations
+
+from typing import Optional
 
 __version__ = "0.1.0"
+
+
+def load_model(name_or_path: str, *, arch: Optional[str] = None, device: str = "cpu",
+               precision: Optional[str] = None, weights: Optional[str] = None, include_paths=()):
+    """Load a model as a ``ModelAdapter``.
+
+    ``name_or_path``: a card name, card .yaml, ``open_clip:ARCH/TAG``, ``local-dir:FOLDER``, ``hf:REPO`` or a
+    checkpoint path (then ``arch`` is a card name or an upstream-format config JSON). ``precision`` defaults to
+    the card's on CUDA and fp32 on CPU.
+    """
+    from .models.loading import load_model as _load, resolve_card
+
+    return _load(resolve_card(name_or_path, weights, include_paths, arch=arch), device=device, precision=precision)

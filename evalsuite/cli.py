@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="evaluate one model on tasks, suites or tags")
     run.add_argument("--model", required=True,
                      help="card name (evalsuite ls models), card .yaml path, open_clip:ARCH/TAG, open_clip:ARCH"
-                          " with --pretrained FILE, or local-dir:FOLDER")
-    run.add_argument("--pretrained", help="weights file to use with the model's architecture")
+                          " with --weights FILE, local-dir:FOLDER, hf:REPO, or a checkpoint PATH with --arch")
+    run.add_argument("--weights", "--pretrained", dest="weights",
+                     help="local weights file (overrides the card's sources; see also EVALSUITE_WEIGHTS_DIR)")
+    run.add_argument("--arch", help="for --model PATH.pt: a card name or an upstream EVA-CLIP config .json")
     run.add_argument("--tasks", required=True, type=_task_list,
                      help="comma-separated task names, suites, tag:TAG, globs (imagenet*) or all")
     run.add_argument("--data-root", type=Path, default=None,
@@ -97,7 +99,7 @@ def cmd_run(args) -> int:
     from .runner import Runner
 
     config = RunConfig(
-        model=args.model, tasks=args.tasks, pretrained=args.pretrained,
+        model=args.model, tasks=args.tasks, weights=args.weights, arch=args.arch,
         data_root=args.data_root or default_data_root(), output_dir=args.output_dir,
         batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
         limit=args.limit, include_paths=args.include_path, resume=args.resume, fail_fast=args.fail_fast,

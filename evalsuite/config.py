@@ -193,7 +193,8 @@ def load_suite_spec(path: Path) -> SuiteSpec:
 class RunConfig:
     model: str
     tasks: list[str]
-    pretrained: Optional[str] = None
+    weights: Optional[str] = None  # local weights file overriding the card's sources
+    arch: Optional[str] = None  # with a checkpoint path: card name or upstream-format config JSON
     data_root: Path = Path("data")
     output_dir: Path = Path("results")
     batch_size: int = 256

@@ -42,7 +42,7 @@ class Runner:
         # before any data is read or any weights are loaded
         specs = self.catalog.select(config.tasks)
         self.tasks: list[Task] = [build_task(s, config.include_paths) for s in specs]
-        self.card: ModelCard = resolve_card(config.model, config.pretrained, config.include_paths)
+        self.card: ModelCard = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch)
         self.model_dir = config.output_dir / results_dirname(self.card)
         self._model = None
 

@@ -27,12 +27,22 @@ class Preprocess:
     resize_mode: str = "shortest"  # shortest side + centre crop (EVA eval), or squash (direct resize)
 
 
+WEIGHT_KINDS = ("open_clip_tag", "file", "local_dir", "package_dir", "hf_file", "hf_repo")
+
+
 @dataclass(frozen=True)
 class WeightsSource:
-    """One place the weights can come from. kind: open_clip_tag | local_dir | file | package_dir | hf_hub."""
+    """One place the weights can come from.
+
+    kinds: open_clip_tag (ref = tag, fetched by open_clip), file (ref = path), local_dir (ref = open_clip folder),
+    package_dir (ref = folder inside the package), hf_file (ref = hub repo, filename, revision: one file through
+    huggingface_hub's cache), hf_repo (ref = hub repo for transformers' from_pretrained).
+    """
 
     kind: str
     ref: str
+    filename: Optional[str] = None
+    revision: Optional[str] = None
     notes: str = ""
 
 
@@ -44,7 +54,9 @@ class ModelCard:
     image_size: Optional[int] = None
     preprocess: Optional[Preprocess] = None  # None: the weights' own config (open_clip tags only)
     weights: list[WeightsSource] = field(default_factory=list)
-    precision: str = "bf16"  # on CUDA; CPU always runs fp32
+    precision: str = "bf16"  # on CUDA; CPU runs fp32 unless asked otherwise
+    config: Optional[dict] = None  # upstream-format architecture (embed_dim, vision_cfg, text_cfg) for eva_native
+    trust_remote_code: bool = False  # hf adapter: allow the repo's own modelling code (AutoModel)
     params_millions: Optional[float] = None
     reference_key: Optional[str] = None
     description: str = ""
@@ -69,6 +81,11 @@ def load_card_file(path: Path) -> ModelCard:
             raise ConfigError(f"{path}: preprocess.resize_mode must be one of {RESIZE_MODES}")
         if len(card.preprocess.mean) != 3 or len(card.preprocess.std) != 3:
             raise ConfigError(f"{path}: preprocess.mean and preprocess.std need 3 values each")
+    for w in card.weights:
+        if w.kind not in WEIGHT_KINDS:
+            raise ConfigError(f"{path}: weights kind {w.kind!r} is not one of {WEIGHT_KINDS}")
+        if w.kind == "hf_file" and not w.filename:
+            raise ConfigError(f"{path}: an hf_file weights source needs filename")
     if card.preprocess is not None and card.image_size is None:
         raise ConfigError(f"{path}: a card with preprocess needs image_size")
     return dataclasses.replace(card, file=str(path))
@@ -93,5 +110,6 @@ def find_card(name: str, include_paths=()) -> ModelCard:
         return cards[name]
     raise UnknownNameError(
         f"unknown model {name!r}.{did_you_mean(name, list(cards))} Pass a card name (evalsuite ls models),"
-        " a card .yaml path, open_clip:ARCH/TAG, open_clip:ARCH with --pretrained FILE, or local-dir:FOLDER"
+        " a card .yaml path, open_clip:ARCH/TAG, open_clip:ARCH with --weights FILE, local-dir:FOLDER, hf:REPO,"
+        " or a checkpoint PATH with --arch"
     )

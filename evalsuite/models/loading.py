@@ -1,4 +1,4 @@
-"""From ``--model`` (and ``--pretrained``) to a model card, and from a card to a loaded adapter."""
+"""From ``--model`` (with ``--weights``/``--arch``) to a model card, and from a card to a loaded adapter."""
 
 from __future__ import annotations
 
@@ -8,39 +8,80 @@ from typing import Optional
 
 from ..errors import UserInputError
 from ..registry import Registry
-from .card import ModelCard, WeightsSource, find_card, load_card_file
+from .card import OPENAI_MEAN, OPENAI_STD, ModelCard, Preprocess, WeightsSource, find_card, load_card_file
 
 ADAPTERS: Registry = Registry("model adapter")
 ADAPTERS.register_lazy("open_clip", "evalsuite.models.open_clip_adapter:OpenClipAdapter")
+ADAPTERS.register_lazy("eva_native", "evalsuite.models.eva_native:EvaNativeAdapter")
+ADAPTERS.register_lazy("hf", "evalsuite.models.hf_adapter:HfAdapter")
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+MODEL_FORMS = ("a card name (evalsuite ls models), a card .yaml, open_clip:ARCH/TAG, open_clip:ARCH with --weights"
+               " FILE, local-dir:FOLDER, hf:REPO, or a checkpoint PATH with --arch CARD|CONFIG.json")
 
 
-def resolve_card(model: str, pretrained: Optional[str] = None, include_paths=()) -> ModelCard:
-    """Accepts a card name, a card .yaml path, ``open_clip:ARCH[/TAG]`` or ``local-dir:FOLDER``."""
+def resolve_card(model: str, weights: Optional[str] = None, include_paths=(), arch: Optional[str] = None) -> ModelCard:
+    if arch and not model.endswith(CHECKPOINT_SUFFIXES):
+        raise UserInputError(f"--arch goes with a checkpoint path (--model PATH.pt); got --model {model!r}")
     if model.startswith("open_clip:"):
-        arch, _, tag = model[len("open_clip:"):].partition("/")
-        if not arch:
-            raise UserInputError(f"--model {model!r}: expected open_clip:ARCH/TAG or open_clip:ARCH --pretrained FILE")
-        if tag and pretrained:
-            raise UserInputError(f"--model {model!r} names a pretrained tag; drop the tag or drop --pretrained")
-        if not tag and not pretrained:
-            raise UserInputError(
-                f"--model {model!r} has no weights: add a tag (open_clip:{arch}/TAG) or --pretrained FILE"
-            )
-        weights = WeightsSource("file", pretrained) if pretrained else WeightsSource("open_clip_tag", tag)
-        return ModelCard(name=model, adapter="open_clip", architecture=arch, weights=[weights])
+        return _open_clip_card(model, weights)
     if model.startswith("local-dir:"):
+        if weights:
+            raise UserInputError("--weights does not combine with local-dir: (the folder holds the weights)")
         folder = model[len("local-dir:"):]
-        if pretrained:
-            raise UserInputError("--pretrained does not combine with local-dir: (the folder holds the weights)")
-        return ModelCard(
-            name=f"local-dir:{Path(folder).name}", adapter="open_clip", architecture=model,
-            weights=[WeightsSource("local_dir", folder)],
-        )
+        return ModelCard(name=f"local-dir:{Path(folder).name}", adapter="open_clip", architecture=model,
+                         weights=[WeightsSource("local_dir", folder)])
+    if model.startswith("hf:"):
+        repo = model[len("hf:"):]
+        return ModelCard(name=model, adapter="hf", architecture=repo, weights=[WeightsSource("hf_repo", weights or repo)])
+    if model.endswith(CHECKPOINT_SUFFIXES):
+        return _checkpoint_card(model, arch, include_paths)
     card = load_card_file(Path(model)) if model.endswith((".yaml", ".yml")) else find_card(model, include_paths)
-    if pretrained:
-        # the card's local-path override: same architecture and preprocessing, these weights
-        card = dataclasses.replace(card, weights=[WeightsSource("file", pretrained)])
+    if weights:
+        return with_local_weights(card, weights)
     return card
+
+
+def with_local_weights(card: ModelCard, path: str) -> ModelCard:
+    """The card's local-path override: same architecture and preprocessing, these weights."""
+    if card.adapter == "hf":
+        return dataclasses.replace(card, weights=[WeightsSource("hf_repo", path)])
+    if any(w.kind in ("package_dir", "local_dir") for w in card.weights):
+        raise UserInputError(f"model {card.name!r} is an open_clip folder; --weights cannot replace it")
+    return dataclasses.replace(card, weights=[WeightsSource("file", path, notes="--weights override")])
+
+
+def _open_clip_card(model: str, weights: Optional[str]) -> ModelCard:
+    arch, _, tag = model[len("open_clip:"):].partition("/")
+    if not arch:
+        raise UserInputError(f"--model {model!r}: expected open_clip:ARCH/TAG or open_clip:ARCH --weights FILE")
+    if tag and weights:
+        raise UserInputError(f"--model {model!r} names a pretrained tag; drop the tag or drop --weights")
+    if not tag and not weights:
+        raise UserInputError(f"--model {model!r} has no weights: add a tag (open_clip:{arch}/TAG) or --weights FILE")
+    source = WeightsSource("file", weights) if weights else WeightsSource("open_clip_tag", tag)
+    return ModelCard(name=model, adapter="open_clip", architecture=arch, weights=[source])
+
+
+def _checkpoint_card(path: str, arch: Optional[str], include_paths) -> ModelCard:
+    """``--model PATH.pt --arch CARD|CONFIG.json``: a native checkpoint with a card's or a config's architecture."""
+    if not arch:
+        raise UserInputError(f"--model {path}: a checkpoint file needs --arch CARD (e.g. EVA-CLIP-8B) or"
+                             " --arch CONFIG.json (upstream EVA-CLIP model config)")
+    if not Path(path).is_file():
+        raise UserInputError(f"--model {path}: no such file")
+    if arch.endswith(".json"):
+        from .eva_native import EvaClipConfig
+
+        cfg = EvaClipConfig.from_json(Path(arch))
+        return ModelCard(
+            name=Path(path).stem, adapter="eva_native", architecture=f"config:{Path(arch).name}",
+            image_size=cfg.vision.image_size, preprocess=Preprocess(OPENAI_MEAN, OPENAI_STD),
+            weights=[WeightsSource("file", path)], config=cfg.as_dict(),
+            notes="built from an upstream-format config; preprocessing: OpenAI mean/std, bicubic, shortest side",
+        )
+    card = load_card_file(Path(arch)) if arch.endswith((".yaml", ".yml")) else find_card(arch, include_paths)
+    return dataclasses.replace(with_local_weights(card, path), name=Path(path).stem)
 
 
 def load_model(card: ModelCard, device: str = "auto", precision: Optional[str] = None):

@@ -13,6 +13,7 @@ from ..errors import ModelLoadError
 from ..resources import PACKAGE_DIR
 from .base import ModelAdapter, file_digest
 from .card import WeightsSource
+from .weights import pick_source
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,7 @@ SUPPORTED_WEIGHTS = ("package_dir", "local_dir", "file", "open_clip_tag")
 
 
 def _weights_source(card) -> WeightsSource:
-    for source in card.weights:
-        if source.kind in SUPPORTED_WEIGHTS:
-            return source
-    raise ModelLoadError(
-        f"model card {card.name!r} ({card.file or 'built from --model'}) lists no weights the open_clip adapter can"
-        f" load (kinds: {', '.join(SUPPORTED_WEIGHTS)}); pass --pretrained FILE"
-    )
+    return pick_source(card, SUPPORTED_WEIGHTS)
 
 
 class OpenClipAdapter(ModelAdapter):
@@ -63,7 +58,7 @@ class OpenClipAdapter(ModelAdapter):
             raise ModelLoadError(f"cannot load open_clip model {model_name!r} ({pretrained}): {exc}") from exc
         except (OSError, ValueError) as exc:
             hint = (
-                " (the hub is unreachable? download the weights file and pass --pretrained FILE, or set HF_HOME"
+                " (the hub is unreachable? download the weights file and pass --weights FILE, or set HF_HOME"
                 " to a cache that holds it)"
                 if source.kind == "open_clip_tag"
                 else ""
