@@ -212,17 +212,60 @@ def normalise_keys(keys: list[str]) -> dict[str, str]:
     return mapping
 
 
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+class _SafetensorsReader:
+    """Reads one tensor at a time with plain file reads.
+
+    safetensors' own ``safe_open`` memory-maps the file and the pages it touches stay resident, which would
+    double the peak memory of a large load; the format (8-byte header length, JSON header, raw data) is simple
+    enough to read directly, and ``safe_open`` still validates the header first.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu"):  # validates the file
+            pass
+        self.path = path
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        header.pop("__metadata__", None)
+        self.data_start = 8 + size
+        self.entries = header
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def get_tensor(self, key: str) -> torch.Tensor:
+        entry = self.entries[key]
+        start, end = entry["data_offsets"]
+        buf = bytearray(end - start)
+        with self.path.open("rb") as f:
+            f.seek(self.data_start + start)
+            f.readinto(buf)
+        dtype = _ST_DTYPES[entry["dtype"]]
+        if not buf:
+            return torch.empty(entry["shape"], dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(entry["shape"])
+
+
 class _Checkpoint:
-    """Lazy, memory-mapped access to a ``.pt``/``.pth``/``.bin`` or ``.safetensors`` checkpoint."""
+    """Lazy access to a ``.pt``/``.pth``/``.bin`` (memory-mapped) or ``.safetensors`` (read per tensor) file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            self._st = safe_open(str(path), framework="pt", device="cpu")
+            try:
+                self._st = _SafetensorsReader(path)
+            except Exception as exc:  # noqa: BLE001 - header and I/O errors all mean an unreadable file
+                raise ModelLoadError(f"{path}: cannot read the checkpoint: {type(exc).__name__}: {exc}") from exc
             self._tensors = None
-            keys = list(self._st.keys())
+            keys = self._st.keys()
         else:
             self._st = None
             try:
