@@ -20,7 +20,7 @@ from typing import Optional
 from . import __version__
 
 TASK_COLUMNS = (
-    "model", "model_fingerprint", "task", "task_version", "task_fingerprint", "metric", "value", "is_primary",
+    "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "metric", "value", "is_primary",
     "num_samples", "num_failed", "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha",
     "finished_utc",
 )
@@ -77,6 +77,8 @@ def git_sha() -> str:
 class TaskIdentity:
     model: str
     model_fingerprint: str
+    adapter: str
+    weights: str  # the weights source actually used, kind:ref[/filename]
     task: str
     task_version: int
     task_fingerprint: str
@@ -84,7 +86,8 @@ class TaskIdentity:
 
 def task_rows(ident: TaskIdentity, result, primary_metric: str) -> list[dict]:
     common = {
-        "model": ident.model, "model_fingerprint": ident.model_fingerprint, "task": ident.task,
+        "model": ident.model, "model_fingerprint": ident.model_fingerprint, "adapter": ident.adapter,
+        "weights": ident.weights, "task": ident.task,
         "task_version": ident.task_version, "task_fingerprint": ident.task_fingerprint,
         "num_samples": result.num_samples, "num_failed": result.num_failed, "partial": result.partial,
         "seconds": round(result.seconds, 3), "images_per_second": round(result.images_per_second, 2),

@@ -52,8 +52,10 @@ class Runner:
 
         device = resolve_device(self.config.device)
         precision = resolve_precision(self.card, device, self.config.precision)
+        adapter_cls = ADAPTERS.get(self.card.adapter)
         self.device, self.precision = device, precision
-        return model_fingerprint(ADAPTERS.get(self.card.adapter), self.card, precision)
+        self.weights_used = adapter_cls.describe_weights(self.card)
+        return model_fingerprint(adapter_cls, self.card, precision)
 
     def _load_model(self):
         if self._model is None:
@@ -82,8 +84,8 @@ class Runner:
             result = self._attempt(task, report, lambda: task.evaluate(self._load_model(), ctx))
             if result is None:
                 continue
-            ident = TaskIdentity(self.card.name, model_fp, task.name, task.spec.version,
-                                 self.task_fingerprints[task.name])
+            ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
+                                 task.spec.version, self.task_fingerprints[task.name])
             write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
             self._record_problems(task, result, report)
             primary = result.metrics.get(task.spec.primary_metric, float("nan"))
@@ -132,6 +134,9 @@ class Runner:
             "config": asdict(self.config),
             "model_card": self.card.as_dict(),
             "model_fingerprint": model_fp,
+            "adapter": self.card.adapter,
+            "weights": self.weights_used,
+            "load_notes": getattr(self._model, "load_notes", []),
             "device": str(self.device),
             "precision": self.precision,
             "preprocess": self._model.preprocess_description() if self._model else asdict_or_none(self.card.preprocess),

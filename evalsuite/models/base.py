@@ -69,9 +69,24 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> str:
 
 
 class ModelAdapter(ABC):
-    """Subclasses implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``, ``image_transform``
+    """Subclasses set ``weight_kinds`` and implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``, ``image_transform``
     and ``weights_identity``; callers use ``encode_image`` / ``encode_text``, which return float32,
     L2-normalised features on the model's device."""
+
+    weight_kinds: tuple[str, ...] = ()  # the card weight-source kinds this adapter can load
+
+    @classmethod
+    def weights_source(cls, card: ModelCard):
+        """The card's source this adapter uses (local copies win; see models/weights.py)."""
+        from .weights import pick_source
+
+        return pick_source(card, cls.weight_kinds)
+
+    @classmethod
+    def describe_weights(cls, card: ModelCard) -> str:
+        """``kind:ref[/filename]`` of the weights used, for result rows and run.json."""
+        source = cls.weights_source(card)
+        return f"{source.kind}:{source.ref}" + (f"/{source.filename}" if source.filename else "")
 
     def __init__(self, card: ModelCard, device: torch.device, precision: str) -> None:
         self.card = card

@@ -373,10 +373,9 @@ def load_native_weights(model: EvaClip, path: Path, dtype: torch.dtype) -> list[
 # the adapter
 
 from .base import ModelAdapter, file_digest  # noqa: E402 (kept beside its only user)
-from .weights import pick_source, resolve, weights_dir_candidate  # noqa: E402
+from .weights import resolve  # noqa: E402
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-NATIVE_WEIGHT_KINDS = ("file", "hf_file")
 
 
 def card_config(card) -> EvaClipConfig:
@@ -387,9 +386,11 @@ def card_config(card) -> EvaClipConfig:
 
 
 class EvaNativeAdapter(ModelAdapter):
+    weight_kinds = ("file", "hf_file")
+
     @classmethod
     def weights_identity(cls, card) -> dict:
-        source = pick_source(card, NATIVE_WEIGHT_KINDS)
+        source = cls.weights_source(card)
         if source.kind == "file":
             return {"file_sha256": file_digest(resolve(source).path)}
         # a hub file is identified by repo, name and revision, without downloading 30 GB to hash it
@@ -397,7 +398,7 @@ class EvaNativeAdapter(ModelAdapter):
 
     def _build(self) -> nn.Module:
         cfg = card_config(self.card)
-        self.weights = resolve(pick_source(self.card, NATIVE_WEIGHT_KINDS))
+        self.weights = resolve(self.weights_source(self.card))
         self.dtype = _DTYPES[self.precision]
         model = build_eva_clip(cfg, meta=True)
         self.load_notes = load_native_weights(model, self.weights.path, self.dtype)

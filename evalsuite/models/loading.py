@@ -32,8 +32,7 @@ def resolve_card(model: str, weights: Optional[str] = None, include_paths=(), ar
         return ModelCard(name=f"local-dir:{Path(folder).name}", adapter="open_clip", architecture=model,
                          weights=[WeightsSource("local_dir", folder)])
     if model.startswith("hf:"):
-        repo = model[len("hf:"):]
-        return ModelCard(name=model, adapter="hf", architecture=repo, weights=[WeightsSource("hf_repo", weights or repo)])
+        return _hf_card(model[len("hf:"):], weights, include_paths)
     if model.endswith(CHECKPOINT_SUFFIXES):
         return _checkpoint_card(model, arch, include_paths)
     card = load_card_file(Path(model)) if model.endswith((".yaml", ".yml")) else find_card(model, include_paths)
@@ -49,6 +48,20 @@ def with_local_weights(card: ModelCard, path: str) -> ModelCard:
     if any(w.kind in ("package_dir", "local_dir") for w in card.weights):
         raise UserInputError(f"model {card.name!r} is an open_clip folder; --weights cannot replace it")
     return dataclasses.replace(card, weights=[WeightsSource("file", path, notes="--weights override")])
+
+
+def _hf_card(repo: str, weights: Optional[str], include_paths) -> ModelCard:
+    """``hf:REPO``. A card that lists this repo (kind hf_repo) lends its preprocessing and its trust_remote_code
+    permission; without one, only plain CLIPModel repos load."""
+    from .card import all_cards
+
+    for card in all_cards(include_paths).values():
+        if any(w.kind == "hf_repo" and w.ref == repo for w in card.weights):
+            source = next(w for w in card.weights if w.kind == "hf_repo")
+            return dataclasses.replace(card, name=f"hf:{repo}", adapter="hf", architecture=repo,
+                                       weights=[dataclasses.replace(source, ref=weights or repo)])
+    return ModelCard(name=f"hf:{Path(repo).name if Path(repo).is_dir() else repo}", adapter="hf", architecture=repo,
+                     weights=[WeightsSource("hf_repo", weights or repo)])
 
 
 def _open_clip_card(model: str, weights: Optional[str]) -> ModelCard:

@@ -10,30 +10,24 @@ import open_clip
 import torch
 
 from ..errors import ModelLoadError
-from ..resources import PACKAGE_DIR
 from .base import ModelAdapter, file_digest
 from .card import WeightsSource
-from .weights import pick_source
+from .weights import resolve
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_WEIGHTS = ("package_dir", "local_dir", "file", "open_clip_tag")
-
-
-def _weights_source(card) -> WeightsSource:
-    return pick_source(card, SUPPORTED_WEIGHTS)
-
-
 class OpenClipAdapter(ModelAdapter):
+    weight_kinds = ("package_dir", "local_dir", "file", "open_clip_tag")
+
     @classmethod
     def weights_identity(cls, card) -> dict:
-        source = _weights_source(card)
+        source = cls.weights_source(card)
         if source.kind == "open_clip_tag":
             return {"open_clip_tag": source.ref}
         return {"file_sha256": file_digest(_weights_file(source))}
 
     def _build(self) -> torch.nn.Module:
-        source = _weights_source(self.card)
+        source = self.weights_source(self.card)
         model_name, pretrained = self.card.architecture, None
         if source.kind in ("package_dir", "local_dir"):
             model_name = f"local-dir:{_weights_file(source).parent}"
@@ -114,16 +108,13 @@ class OpenClipAdapter(ModelAdapter):
         return self.module.encode_text(tokens)
 
 def _weights_file(source: WeightsSource) -> Path:
-    """The weights file a local source names; errors say what is missing."""
+    """The weights file of a local source (a file, or the checkpoint inside an open_clip folder)."""
+    path = resolve(source).path
     if source.kind == "file":
-        path = Path(source.ref).expanduser()
-        if not path.is_file():
-            raise ModelLoadError(f"weights file {path}: no such file")
         return path
-    folder = PACKAGE_DIR / source.ref if source.kind == "package_dir" else Path(source.ref).expanduser()
-    if not (folder / "open_clip_config.json").is_file():
-        raise ModelLoadError(f"{folder}: not an open_clip model folder (no open_clip_config.json)")
-    return _single_checkpoint(folder)
+    if not (path / "open_clip_config.json").is_file():
+        raise ModelLoadError(f"{path}: not an open_clip model folder (no open_clip_config.json)")
+    return _single_checkpoint(path)
 
 
 def _single_checkpoint(folder: Path) -> Path:

@@ -115,3 +115,21 @@ def test_file_list_source(tmp_path, tiny_model_dir):
     assert run("--model", f"local-dir:{tiny_model_dir}", "--tasks", "listed", "--data-root", tmp_path,
                "--include-path", tmp_path, "--output-dir", out) == 0
     assert {r["num_samples"] for r in rows(next(out.iterdir()) / "listed.csv")} == {"3"}
+
+
+def test_native_checkpoint_with_arch_config_end_to_end(tmp_path, cifar_like_root):
+    """--model PATH.pt --arch CONFIG.json: adapter and weights source land in the CSV rows and run.json."""
+    import torch
+    from test_eva_native import random_native_state_dict, save_config, tiny_config
+
+    cfg = tiny_config(image_size=28)
+    ckpt = tmp_path / "my_eva.pt"
+    torch.save({"state_dict": random_native_state_dict(cfg)}, ckpt)
+    out = tmp_path / "out"
+    assert run("--model", ckpt, "--arch", save_config(tmp_path, cfg), "--tasks", "cifar10",
+               "--data-root", cifar_like_root, "--output-dir", out) == 0
+    task_rows = rows(out / "my_eva" / "cifar10.csv")
+    assert {r["adapter"] for r in task_rows} == {"eva_native"}
+    assert {r["weights"] for r in task_rows} == {f"file:{ckpt}"}
+    manifest = json.loads((out / "my_eva" / "run.json").read_text())
+    assert manifest["adapter"] == "eva_native" and manifest["weights"] == f"file:{ckpt}"

@@ -8,7 +8,7 @@ from evalsuite.results import (TASK_COLUMNS, TaskIdentity, atomic_write_text, is
                                write_summary, write_suites, write_task_csv)
 from evalsuite.tasks.base import TaskResult
 
-IDENT = TaskIdentity("m", "mfp", "t", 1, "tfp")
+IDENT = TaskIdentity("m", "mfp", "open_clip", "file:/w.pt", "t", 1, "tfp")
 
 
 def result(**kw):
@@ -58,7 +58,7 @@ def test_is_done_matches_fingerprints_only(tmp_path):
 
 def test_summary_and_suites(tmp_path):
     for name, v in [("a", 0.5), ("b", 0.7)]:
-        ident = TaskIdentity("m", "mfp", name, 1, f"fp-{name}")
+        ident = TaskIdentity("m", "mfp", "open_clip", "file:/w.pt", name, 1, f"fp-{name}")
         write_task_csv(tmp_path / f"{name}.csv", task_rows(ident, result(metrics={"acc1": v}), "acc1"))
     fps = {"a": "fp-a", "b": "fp-b", "c": "fp-c"}
     summary = write_summary(tmp_path, ["a", "b", "c"], "mfp", fps)
