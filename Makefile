@@ -32,6 +32,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench_classification.py
+	$(PY) benchmarks/bench_native_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache results/demo

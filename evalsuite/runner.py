@@ -80,8 +80,9 @@ class Runner:
                 report.skipped.append(task.name)
             elif self._attempt(task, report, lambda: task.prepare(ctx)):
                 pending.append(task)  # its data was found: worth loading the model for
+        model = self._load_model() if pending else None  # once; a model that cannot load stops the run (exit 2)
         for task in pending:
-            result = self._attempt(task, report, lambda: task.evaluate(self._load_model(), ctx))
+            result = self._attempt(task, report, lambda: task.evaluate(model, ctx))
             if result is None:
                 continue
             ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
