@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                      help="CUDA autocast precision (default: the model card's); CPU always runs fp32")
+    run.add_argument("--transform", choices=("shortest", "squash", "best-of-both"), default=None,
+                     help="image resize: the card's (default; shortest side + centre crop for EVA), squash, or"
+                          " best-of-both (each classification task with both, the better kept and recorded)")
     run.add_argument("--limit", type=_positive_int, default=None,
                      help="evaluate a fixed seeded sample of N images per task; results are marked partial")
     run.add_argument("--include-path", type=Path, action="append", default=[],
@@ -86,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("ls", help="list tasks, suites or models")
     ls.add_argument("what", choices=("tasks", "suites", "models"))
+    ls.add_argument("--tag", help="with tasks: only tasks carrying this tag")
     ls.add_argument("--include-path", type=Path, action="append", default=[])
 
     val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
@@ -102,7 +106,8 @@ def cmd_run(args) -> int:
         model=args.model, tasks=args.tasks, weights=args.weights, arch=args.arch,
         data_root=args.data_root or default_data_root(), output_dir=args.output_dir,
         batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
-        limit=args.limit, include_paths=args.include_path, resume=args.resume, fail_fast=args.fail_fast,
+        limit=args.limit, transform=args.transform, include_paths=args.include_path, resume=args.resume,
+        fail_fast=args.fail_fast,
         progress=args.progress,
     )
     runner = Runner(config)
@@ -147,7 +152,9 @@ def cmd_ls(args) -> int:
     catalog = Catalog.load(args.include_path)
     if args.what == "tasks":
         print(f"{'task':<22} {'type':<15} {'classes':>7} {'samples':>8}  tags")
-        for name, spec in catalog.tasks.items():
+        specs = catalog.select([f"tag:{args.tag}"]) if args.tag else list(catalog.tasks.values())
+        for spec in specs:
+            name = spec.name
             print(f"{name:<22} {spec.type:<15} {spec.num_classes or '-':>7} {spec.expected_num_samples or '?':>8}"
                   f"  {' '.join(spec.tags)}")
     else:

@@ -202,6 +202,7 @@ class RunConfig:
     device: str = "auto"
     precision: Optional[str] = None  # None: the model card's (CUDA); CPU always fp32
     limit: Optional[int] = None
+    transform: Optional[str] = None  # shortest | squash | best-of-both; None: the model card's resize
     include_paths: list[Path] = field(default_factory=list)
     resume: bool = True
     fail_fast: bool = False

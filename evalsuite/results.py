@@ -20,7 +20,7 @@ from typing import Optional
 from . import __version__
 
 TASK_COLUMNS = (
-    "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "metric", "value", "is_primary",
+    "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "transform", "metric", "value", "is_primary",
     "num_samples", "num_failed", "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha",
     "finished_utc",
 )
@@ -89,6 +89,7 @@ def task_rows(ident: TaskIdentity, result, primary_metric: str) -> list[dict]:
         "model": ident.model, "model_fingerprint": ident.model_fingerprint, "adapter": ident.adapter,
         "weights": ident.weights, "task": ident.task,
         "task_version": ident.task_version, "task_fingerprint": ident.task_fingerprint,
+        "transform": result.transform,
         "num_samples": result.num_samples, "num_failed": result.num_failed, "partial": result.partial,
         "seconds": round(result.seconds, 3), "images_per_second": round(result.images_per_second, 2),
         "evalsuite_version": __version__, "git_sha": git_sha(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +31,7 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # task -> one-line reason
     flagged: dict[str, str] = field(default_factory=dict)  # task -> why its numbers need a look
+    transforms: dict[str, dict] = field(default_factory=dict)  # best-of-both: per task the winner and both values
     table: str = ""
 
 
@@ -69,9 +70,10 @@ class Runner:
         cfg = self.config
         report = RunReport(self.model_dir)
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
-                         limit=cfg.limit, progress=_want_progress(cfg.progress), log=log)
+                         limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
+                         resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
         model_fp = self.model_fingerprint()
-        self.task_fingerprints = {t.name: t.fingerprint(cfg.limit) for t in self.tasks}
+        self.task_fingerprints = {t.name: t.fingerprint(cfg.limit, cfg.transform) for t in self.tasks}
         pending = []
         for task in self.tasks:
             path = self.model_dir / f"{task.name}.csv"
@@ -82,7 +84,7 @@ class Runner:
                 pending.append(task)  # its data was found: worth loading the model for
         model = self._load_model() if pending else None  # once; a model that cannot load stops the run (exit 2)
         for task in pending:
-            result = self._attempt(task, report, lambda: task.evaluate(model, ctx))
+            result = self._attempt(task, report, lambda: self._evaluate(task, model, ctx))
             if result is None:
                 continue
             ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
@@ -94,6 +96,8 @@ class Runner:
                      task.spec.primary_metric, 100 * primary, result.num_samples, result.num_failed,
                      result.seconds, result.images_per_second, " [partial]" if result.partial else "")
             report.done.append(task.name)
+            if result.alternatives:
+                report.transforms[task.name] = {"chosen": result.transform, **result.alternatives}
         report.table = self._write_aggregates(model_fp, report)
         if report.failed or report.flagged:
             parts = [f"failed: {', '.join(report.failed)}"] if report.failed else []
@@ -101,6 +105,20 @@ class Runner:
             raise TasksFailedError(f"{'; '.join(parts)} (reasons above and in run.json; other results in"
                                    f" {self.model_dir})")
         return report
+
+    def _evaluate(self, task: Task, model, ctx: RunContext):
+        """One evaluation, or with --transform best-of-both one per resize, keeping the better primary metric
+        per task (the EVA-CLIP-18B paper's Table 2 protocol) and recording which won."""
+        if self.config.transform != "best-of-both":
+            return task.evaluate(model, ctx)
+        results = {mode: task.evaluate(model, replace(ctx, resize_mode=mode)) for mode in ("shortest", "squash")}
+        primary = task.spec.primary_metric
+        best = max(results, key=lambda mode: results[mode].metrics[primary])  # a tie keeps shortest (EVA's own)
+        chosen = results[best]
+        chosen.alternatives = {mode: r.metrics[primary] for mode, r in results.items()}
+        log.info("%s: best of both transforms: %s (%s)", task.name, best,
+                 ", ".join(f"{m} {100 * v:.2f}%" for m, v in chosen.alternatives.items()))
+        return chosen
 
     def _attempt(self, task: Task, report: RunReport, step):
         """Run one step of a task; a typed error fails that task only (unless --fail-fast)."""
@@ -141,9 +159,10 @@ class Runner:
             "device": str(self.device),
             "precision": self.precision,
             "preprocess": self._model.preprocess_description() if self._model else asdict_or_none(self.card.preprocess),
-            "tasks": {t.name: {"version": t.spec.version, "fingerprint": t.fingerprint(self.config.limit),
+            "tasks": {t.name: {"version": t.spec.version, "fingerprint": self.task_fingerprints[t.name],
                                "prompt_digest": getattr(getattr(t, "bank", None), "digest", None)}
                       for t in self.tasks},
+            "best_of_both": report.transforms,
             "done": report.done, "skipped": report.skipped, "failed": report.failed, "flagged": report.flagged,
             "versions": _versions(),
         })

@@ -69,7 +69,7 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> str:
 
 
 class ModelAdapter(ABC):
-    """Subclasses set ``weight_kinds`` and implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``, ``image_transform``
+    """Subclasses set ``weight_kinds`` and implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``, ``preprocess_description``
     and ``weights_identity``; callers use ``encode_image`` / ``encode_text``, which return float32,
     L2-normalised features on the model's device."""
 
@@ -110,18 +110,25 @@ class ModelAdapter(ABC):
     @abstractmethod
     def tokenize(self, texts: list[str]) -> torch.Tensor: ...
 
-    @abstractmethod
-    def image_transform(self) -> Callable:
-        """PIL image -> normalised float tensor, as the model card prescribes."""
-
     @classmethod
     @abstractmethod
     def weights_identity(cls, card: ModelCard) -> dict:
         """What identifies the card's weights (a tag, a file digest), computed without loading them."""
 
+    @abstractmethod
     def preprocess_description(self) -> dict:
-        """The effective preprocessing, recorded in results and fingerprints."""
-        return {}
+        """The effective preprocessing: size, mean, std, interpolation, resize_mode (from the card, else the
+        weights' own config). Recorded in run.json."""
+
+    def image_transform(self, resize_mode: str | None = None) -> Callable:
+        """PIL image -> normalised float tensor as the card prescribes; ``resize_mode`` (shortest | squash)
+        overrides the card's resize for ``--transform``."""
+        import open_clip
+
+        p = self.preprocess_description()
+        return open_clip.image_transform(p["size"], is_train=False, mean=tuple(p["mean"]), std=tuple(p["std"]),
+                                         resize_mode=resize_mode or p["resize_mode"],
+                                         interpolation=p["interpolation"])
 
     # --- owned by the base class -----------------------------------------------------------------------------
     @property

@@ -405,13 +405,6 @@ class EvaNativeAdapter(ModelAdapter):
         self.context_length = cfg.text.context_length
         return model.to(self.device)
 
-    def image_transform(self) -> Callable:
-        import open_clip
-
-        p = self.card.preprocess
-        return open_clip.image_transform(self.card.image_size, is_train=False, mean=tuple(p.mean), std=tuple(p.std),
-                                         resize_mode=p.resize_mode, interpolation=p.interpolation)
-
     def preprocess_description(self) -> dict:
         return {"size": self.card.image_size, **dataclasses.asdict(self.card.preprocess)}
 

@@ -98,13 +98,6 @@ class HfAdapter(ModelAdapter):
     def preprocess_description(self) -> dict:
         return dict(self._preprocess)
 
-    def image_transform(self) -> Callable:
-        import open_clip
-
-        p = self._preprocess
-        return open_clip.image_transform(p["size"], is_train=False, mean=tuple(p["mean"]), std=tuple(p["std"]),
-                                         resize_mode=p["resize_mode"], interpolation=p["interpolation"])
-
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         # padded to the full context like open_clip, so pooling at the end-of-text token is unaffected
         return self._tokenizer(texts, padding="max_length", max_length=self.context_length, truncation=True,

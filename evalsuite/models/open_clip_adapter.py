@@ -87,17 +87,6 @@ class OpenClipAdapter(ModelAdapter):
     def preprocess_description(self) -> dict:
         return dict(self._preprocess)
 
-    def image_transform(self) -> Callable:
-        p = self._preprocess
-        return open_clip.image_transform(
-            p["size"],
-            is_train=False,
-            mean=tuple(p["mean"]),
-            std=tuple(p["std"]),
-            resize_mode=p["resize_mode"],
-            interpolation=p["interpolation"],
-        )
-
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self._tokenizer(texts)
 

@@ -24,6 +24,7 @@ class RunContext:
     batch_size: int = 256
     workers: Optional[int] = None
     limit: Optional[int] = None
+    resize_mode: Optional[str] = None  # shortest | squash overrides the card's resize; None keeps it
     progress: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
 
@@ -38,6 +39,8 @@ class TaskResult:
     images_per_second: float
     partial: bool = False
     warnings: list[str] = field(default_factory=list)
+    transform: str = ""  # the resize actually used (shortest | squash)
+    alternatives: dict[str, float] = field(default_factory=dict)  # best-of-both: primary value per transform
 
     @property
     def flagged(self) -> bool:
@@ -71,8 +74,10 @@ class Task(ABC):
             spec.pop(key)
         return {"spec": spec}
 
-    def fingerprint(self, limit: Optional[int] = None) -> str:
+    def fingerprint(self, limit: Optional[int] = None, transform: Optional[str] = None) -> str:
         payload = dict(self.fingerprint_payload(), limit=limit)
+        if transform is not None:  # absent from the payload by default so earlier fingerprints stay valid
+            payload["transform"] = transform
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def prepare(self, ctx: RunContext) -> None:

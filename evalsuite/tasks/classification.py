@@ -79,7 +79,7 @@ class ClassificationTask(Task):
         from ..metrics import classification_metrics, topk_indices
 
         start = time.perf_counter()
-        dataset, partial = self.dataset(model.image_transform(), ctx)
+        dataset, partial = self.dataset(model.image_transform(ctx.resize_mode), ctx)
         classifier = build_classifier(model, self.bank.prompts())
         k = min(5, len(self.bank.classnames))
         topks, targets, failures = [], [], []
@@ -110,4 +110,5 @@ class ClassificationTask(Task):
             images_per_second=len(target) / image_seconds if image_seconds > 0 else float("nan"),
             partial=partial,
             warnings=warnings,
+            transform=ctx.resize_mode or model.preprocess_description()["resize_mode"],
         )

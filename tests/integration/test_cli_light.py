@@ -35,6 +35,9 @@ def test_ls_lists_catalogue(capsys):
     assert "cifar10" in out and "imagenet1k" in out and "demo_shapes" in out
     assert main(["ls", "models"]) == 0
     assert "demo-clip" in capsys.readouterr().out
+    assert main(["ls", "tasks", "--tag", "demo"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted(listed) == ["demo_heldout", "demo_shapes"]
 
 
 def test_unknown_task_is_one_line_and_exit_2(capsys, tmp_path):

@@ -50,3 +50,23 @@ def test_a_preprocessing_regression_breaks_the_pins(change):
     task = build_task(Catalog.load().tasks["demo_shapes"])
     acc1 = task.evaluate(model, RunContext(Path("."), workers=0)).metrics["acc1"]
     assert round(acc1 * 600) != GOLDEN["demo_shapes"][1]["acc1"]
+
+
+def test_transform_squash_and_best_of_both(tmp_path):
+    """--transform squash uses direct resizing; best-of-both keeps the better per task and records the winner."""
+    import json
+
+    out = tmp_path / "out"
+    assert main(["run", "--model", "demo-clip", "--tasks", "demo_shapes", "--output-dir", str(out),
+                 "--transform", "squash", "--workers", "0"]) == 0
+    with (out / "demo-clip" / "demo_shapes.csv").open() as f:
+        squash = {r["metric"]: r for r in csv.DictReader(f)}
+    assert squash["acc1"]["transform"] == "squash" and float(squash["acc1"]["value"]) == pytest.approx(539 / 600)
+
+    assert main(["run", "--model", "demo-clip", "--tasks", "demo_shapes", "--output-dir", str(out),
+                 "--transform", "best-of-both", "--workers", "0"]) == 0  # a new fingerprint: not skipped
+    with (out / "demo-clip" / "demo_shapes.csv").open() as f:
+        best = {r["metric"]: r for r in csv.DictReader(f)}
+    assert best["acc1"]["transform"] == "shortest" and float(best["acc1"]["value"]) == pytest.approx(562 / 600)
+    record = json.loads((out / "demo-clip" / "run.json").read_text())["best_of_both"]["demo_shapes"]
+    assert record == {"chosen": "shortest", "shortest": pytest.approx(562 / 600), "squash": pytest.approx(539 / 600)}
