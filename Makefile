@@ -27,6 +27,9 @@ demo-model: install
 test: install
 	$(PY) -m pytest -q
 
+lint: install
+	$(VENV)/bin/ruff check --select F,E9 --line-length 120 evalsuite tests benchmarks
+
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
-from .errors import EvalsuiteError, UserInputError
+from .errors import EvalsuiteError
 
 log = logging.getLogger("evalsuite")
 
@@ -21,24 +21,20 @@ def default_data_root() -> Path:
     return Path(os.environ.get("EVALSUITE_DATA_ROOT", Path.home() / ".cache" / "evalsuite" / "data"))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
 def _task_list(text: str) -> list[str]:
@@ -123,7 +119,7 @@ def cmd_run(args) -> int:
 
 def _print_table(runner) -> None:
     """After a partly failed run, still show what was written."""
-    from .results import format_table, read_task_csv
+    from .results import format_table
 
     summary_path = runner.model_dir / "summary.csv"
     if summary_path.is_file():

@@ -150,15 +150,21 @@ class SuiteSpec:
     file: str = ""
 
 
-def load_task_spec(path: Path) -> TaskSpec:
+def load_named_spec(cls: type, path: Path, kind: str):
+    """Read a YAML file into dataclass ``cls`` whose ``name`` must equal the file stem; returns (spec, data)."""
     data = load_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a task file must be a mapping of keys, got {type(data).__name__}")
-    spec = from_mapping(TaskSpec, data, path, skip=("file",))
+        raise ConfigError(f"{path}: a {kind} file must be a mapping of keys, got {type(data).__name__}")
+    spec = from_mapping(cls, data, path, skip=("file",))
     if spec.name != path.stem:
         raise ConfigError(
-            f"{path}:{data.line_of('name')}: task name {spec.name!r} must equal the file name stem {path.stem!r}"
+            f"{path}:{data.line_of('name')}: {kind} name {spec.name!r} must equal the file name stem {path.stem!r}"
         )
+    return dataclasses.replace(spec, file=str(path)), data
+
+
+def load_task_spec(path: Path) -> TaskSpec:
+    spec, data = load_named_spec(TaskSpec, path, "task")
     if spec.version < 1:
         raise ConfigError(f"{path}:{data.line_of('version')}: version must be a positive integer")
     if spec.primary_metric not in spec.metrics:
@@ -166,23 +172,16 @@ def load_task_spec(path: Path) -> TaskSpec:
             f"{path}:{data.line_of('primary_metric')}: primary_metric {spec.primary_metric!r}"
             f" is not among metrics {spec.metrics}"
         )
-    return dataclasses.replace(spec, file=str(path))
+    return spec
 
 
 def load_suite_spec(path: Path) -> SuiteSpec:
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a suite file must be a mapping of keys, got {type(data).__name__}")
-    spec = from_mapping(SuiteSpec, data, path, skip=("file",))
-    if spec.name != path.stem:
-        raise ConfigError(
-            f"{path}:{data.line_of('name')}: suite name {spec.name!r} must equal the file name stem {path.stem!r}"
-        )
+    spec, data = load_named_spec(SuiteSpec, path, "suite")
     if spec.aggregation != "mean_primary":
         raise ConfigError(
             f"{path}:{data.line_of('aggregation')}: unknown aggregation {spec.aggregation!r}; known: mean_primary"
         )
-    return dataclasses.replace(spec, file=str(path))
+    return spec
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from .shapes import HELD_OUT, seen_pairs, draw
+from ..models.card import OPENAI_MEAN, OPENAI_STD
+from .shapes import HELD_OUT, draw, seen_pairs
 
 MODEL_CFG = {
     "embed_dim": 64,
@@ -27,8 +28,8 @@ MODEL_CFG = {
 }
 PREPROCESS_CFG = {
     "size": 48,
-    "mean": [0.48145466, 0.4578275, 0.40821073],
-    "std": [0.26862954, 0.26130258, 0.27577711],
+    "mean": OPENAI_MEAN,
+    "std": OPENAI_STD,
     "interpolation": "bicubic",
     "resize_mode": "shortest",
 }

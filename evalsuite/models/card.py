@@ -13,7 +13,7 @@ from ..registry import did_you_mean
 from ..resources import card_dirs
 from ..yamlio import load_yaml
 
-OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]  # OpenAI CLIP normalisation, used by every EVA-CLIP model
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 RESIZE_MODES = ("shortest", "squash")
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .card import OPENAI_MEAN, OPENAI_STD
+
 TINY_MODEL_CFG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
@@ -13,8 +15,8 @@ TINY_MODEL_CFG = {
 }
 TINY_PREPROCESS_CFG = {
     "size": 32,
-    "mean": [0.48145466, 0.4578275, 0.40821073],
-    "std": [0.26862954, 0.26130258, 0.27577711],
+    "mean": OPENAI_MEAN,
+    "std": OPENAI_STD,
     "interpolation": "bicubic",
     "resize_mode": "shortest",
 }

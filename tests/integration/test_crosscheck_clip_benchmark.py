@@ -7,7 +7,6 @@ from clip_benchmark.metrics import zeroshot_classification as cb
 from helpers import CIFAR10_CLASSES, shared, write_class_folders
 
 from evalsuite.catalog import Catalog
-from evalsuite.data.loader import collate_samples
 from evalsuite.models.loading import load_model, resolve_card
 from evalsuite.tasks import build_task
 from evalsuite.tasks.base import RunContext

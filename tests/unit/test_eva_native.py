@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import REPO, SHARED_DATA
+from helpers import SHARED_DATA
 from safetensors.torch import load_file, save_file
 
 import evalsuite
