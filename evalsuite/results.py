@@ -140,7 +140,7 @@ def write_summary(model_dir: Path, task_names: list[str], model_fingerprint: str
     summary = []
     for name in task_names:
         path = model_dir / f"{name}.csv"
-        if not is_done(path, model_fingerprint, task_fingerprints[name]):
+        if name not in task_fingerprints or not is_done(path, model_fingerprint, task_fingerprints[name]):
             continue
         row = primary_row(read_task_csv(path))
         if row:

@@ -73,15 +73,20 @@ class Runner:
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
                          resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
         model_fp = self.model_fingerprint()
-        self.task_fingerprints = {t.name: t.fingerprint(cfg.limit, cfg.transform) for t in self.tasks}
+        self.task_fingerprints = {}
         pending = []
         for task in self.tasks:
+            # find the data first (a listing, no decoding): it is part of the fingerprint, and a missing dataset
+            # is reported before any weights load
+            if not self._attempt(task, report, lambda: task.prepare(ctx)):
+                continue
+            self.task_fingerprints[task.name] = task.fingerprint(cfg.limit, cfg.transform)
             path = self.model_dir / f"{task.name}.csv"
             if cfg.resume and is_done(path, model_fp, self.task_fingerprints[task.name]):
                 log.info("%s: already done (%s), skipped; --no-resume re-runs it", task.name, path)
                 report.skipped.append(task.name)
-            elif self._attempt(task, report, lambda: task.prepare(ctx)):
-                pending.append(task)  # its data was found: worth loading the model for
+            else:
+                pending.append(task)
         model = self._load_model() if pending else None  # once; a model that cannot load stops the run (exit 2)
         for task in pending:
             result = self._attempt(task, report, lambda: self._evaluate(task, model, ctx))
@@ -159,7 +164,7 @@ class Runner:
             "device": str(self.device),
             "precision": self.precision,
             "preprocess": self._model.preprocess_description() if self._model else asdict_or_none(self.card.preprocess),
-            "tasks": {t.name: {"version": t.spec.version, "fingerprint": self.task_fingerprints[t.name],
+            "tasks": {t.name: {"version": t.spec.version, "fingerprint": self.task_fingerprints.get(t.name),
                                "prompt_digest": getattr(getattr(t, "bank", None), "digest", None)}
                       for t in self.tasks},
             "best_of_both": report.transforms,

@@ -5,6 +5,8 @@ Importing this module does not import torch (``evalsuite validate`` uses it).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,12 @@ class Samples:
 
     def dataset(self, transform: Callable) -> SampleDataset:
         return SampleDataset(self.items, self.labels, self.load, transform, self.names)
+
+    def identity(self) -> str:
+        """Which samples with which labels: part of the task fingerprint, so results from other data (another
+        --data-root, a re-encoded copy under other names, a changed label mapping) are never taken as done."""
+        payload = json.dumps([self.names, self.labels], ensure_ascii=False).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Task(ABC):
                 f" allowed: {', '.join(self.allowed_metrics)}"
             )
         self.source = SOURCES.get(spec.source.kind)(spec)
+        self.data_identity: Optional[str] = None  # set by prepare(): which samples were found
 
     @property
     def name(self) -> str:
@@ -75,7 +76,10 @@ class Task(ABC):
         return {"spec": spec}
 
     def fingerprint(self, limit: Optional[int] = None, transform: Optional[str] = None) -> str:
-        payload = dict(self.fingerprint_payload(), limit=limit)
+        """Identity of the numbers this task produces; needs ``prepare()`` first (the data is part of it)."""
+        if self.data_identity is None:
+            raise RuntimeError(f"task {self.name}: fingerprint() before prepare()")
+        payload = dict(self.fingerprint_payload(), limit=limit, data=self.data_identity)
         if transform is not None:  # absent from the payload by default so earlier fingerprints stay valid
             payload["transform"] = transform
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -61,6 +61,7 @@ class ClassificationTask(Task):
         self._samples = self.source.samples(SourceContext(ctx.data_root, self.bank.keys))
         if not self._samples.items:
             raise DatasetUnavailableError(f"task {self.name!r}: the data source found no samples")
+        self.data_identity = self._samples.identity()
 
     def dataset(self, transform, ctx: RunContext):
         if getattr(self, "_samples", None) is None:

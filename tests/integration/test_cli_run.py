@@ -133,3 +133,16 @@ def test_native_checkpoint_with_arch_config_end_to_end(tmp_path, cifar_like_root
     assert {r["weights"] for r in task_rows} == {f"file:{ckpt}"}
     manifest = json.loads((out / "my_eva" / "run.json").read_text())
     assert manifest["adapter"] == "eva_native" and manifest["weights"] == f"file:{ckpt}"
+
+
+def test_other_data_is_never_taken_as_done(tiny_model_dir, cifar_like_root, tmp_path):
+    """Same model and task, another data folder: evaluated again, not skipped."""
+    other = tmp_path / "other"
+    write_class_folders(other / "cifar10", CIFAR10_CLASSES, per_class=2, seed=9)
+    out = tmp_path / "results"
+    base = ["--model", f"local-dir:{tiny_model_dir}", "--tasks", "cifar10", "--output-dir", out]
+    assert run(*base, "--data-root", cifar_like_root) == 0
+    model_dir = next(out.iterdir())
+    assert {r["num_samples"] for r in rows(model_dir / "cifar10.csv")} == {"40"}
+    assert run(*base, "--data-root", other) == 0
+    assert {r["num_samples"] for r in rows(model_dir / "cifar10.csv")} == {"20"}
