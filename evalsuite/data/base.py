@@ -109,9 +109,9 @@ def locate(spec: TaskSpec, args: LocalArgs, data_root: Path, looks_right: Callab
     candidates = [Path(d) if Path(d).is_absolute() else data_root / d for d in (args.dirs or [spec.name])]
     for path in candidates:
         if path.is_dir():
-            return path
+            return path.resolve()  # absolute: the same data reached another way keeps its identity
     if data_root.is_dir() and looks_right(data_root):
-        return data_root
+        return data_root.resolve()
     how = f" {args.instructions}" if args.instructions else ""
     raise DatasetUnavailableError(
         f"task {spec.name!r}: data not found; looked in {', '.join(str(c) for c in candidates)} and {data_root}."
