@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from pathlib import Path
 
 from .config import SuiteSpec, TaskSpec, load_suite_spec, load_task_spec
 from .errors import ConfigError, UnknownNameError
@@ -100,6 +99,3 @@ class Catalog:
         done = set(task_names)
         return [s for s in sorted(self.suites) if set(self.suite_members(s)) <= done]
 
-
-def task_path(spec: TaskSpec) -> Path:
-    return Path(spec.file)
