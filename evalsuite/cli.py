@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--tag", help="with tasks: only tasks carrying this tag")
     ls.add_argument("--include-path", type=Path, action="append", default=[])
 
+    prep = sub.add_parser("prepare", help="download/convert datasets where possible, else say exactly how; verify counts")
+    prep.add_argument("tasks", type=_task_list, help="task names, suites, tag:TAG, globs or all (comma-separated)")
+    prep.add_argument("--data-root", type=Path, default=None,
+                      help="where datasets live (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
+    prep.add_argument("--include-path", type=Path, action="append", default=[])
+
     val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
     val.add_argument("--tasks", type=_task_list, default=None, help="selectors as for run (default: every task)")
     val.add_argument("--include-path", type=Path, action="append", default=[])
@@ -174,6 +180,21 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from .catalog import Catalog
+    from .errors import TasksFailedError
+    from .prepare import prepare_tasks
+
+    specs = Catalog.load(args.include_path).select(args.tasks)
+    outcomes = prepare_tasks(specs, args.data_root or default_data_root(), args.include_path)
+    for outcome in outcomes:
+        print(outcome.line(), flush=True)
+    failed = [o.task for o in outcomes if not o.ok]
+    if failed:
+        raise TasksFailedError(f"{len(failed)} of {len(outcomes)} task(s) not ready: {', '.join(failed)}")
+    return 0
+
+
 def _setup_logging(verbose: bool) -> None:
     """evalsuite's own lines at INFO; other libraries (open_clip logs every load step at INFO) at WARNING."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
@@ -188,7 +209,7 @@ def _setup_logging(verbose: bool) -> None:
     ours.propagate = False
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate}
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "prepare": cmd_prepare}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

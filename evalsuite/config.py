@@ -35,12 +35,24 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _same_shape(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is the kind of container ``tp`` wants (mapping for dataclasses and dicts, list for lists)."""
+    if isinstance(value, dict):
+        return dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
+    if isinstance(value, list):
+        return typing.get_origin(tp) is list
+    return False
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (nested dataclasses are built)."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
+        shaped = [o for o in typing.get_args(tp) if _same_shape(value, o)]
+        if len(shaped) == 1 and isinstance(value, (dict, list)):  # report the nested error, not "expected X or Y"
+            return _coerce(value, shaped[0], where)
         errors = []
         for option in typing.get_args(tp):
             if option is type(None) and value is None:
@@ -119,7 +131,9 @@ class TaskSpec:
     name: str
     type: str
     version: int
-    source: SourceSpec
+    # one source, or alternatives tried in order (e.g. a local export first, then a downloader); the first
+    # whose data is found is used and named in the log
+    source: Union[SourceSpec, list[SourceSpec]]
     metrics: list[str]
     primary_metric: str
     classnames: Optional[str] = None
@@ -130,6 +144,10 @@ class TaskSpec:
     description: str = ""
     notes: str = ""
     file: str = ""  # set by the loader, not read from YAML
+
+    @property
+    def sources(self) -> list[SourceSpec]:
+        return self.source if isinstance(self.source, list) else [self.source]
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -165,6 +183,8 @@ def load_named_spec(cls: type, path: Path, kind: str):
 
 def load_task_spec(path: Path) -> TaskSpec:
     spec, data = load_named_spec(TaskSpec, path, "task")
+    if not spec.sources:
+        raise ConfigError(f"{path}:{data.line_of('source')}: source must name at least one data source")
     if spec.version < 1:
         raise ConfigError(f"{path}:{data.line_of('version')}: version must be a positive integer")
     if spec.primary_metric not in spec.metrics:

@@ -32,3 +32,25 @@ def write_class_folders(root: Path, classes: list[str], per_class: int, seed: in
             pixels = bytes(rng.randrange(256) for _ in range(size[0] * size[1] * 3))
             Image.frombytes("RGB", size, pixels).save(root / c / f"{i:04d}.png")
     return root
+
+
+def write_fake_mnist(root: Path, labels: list[int], seed: int = 0) -> Path:
+    """torchvision's MNIST raw layout (``<root>/MNIST/raw/*-ubyte``, IDX format) holding random 28x28 digits with
+    the given test labels; the train files hold one image (torchvision checks that they exist)."""
+    import struct
+
+    import numpy as np
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def write(prefix: str, labels_: list[int]) -> None:
+        n = len(labels_)
+        pixels = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + pixels.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + bytes(labels_))
+
+    write("t10k", labels)
+    write("train", [0])
+    return root

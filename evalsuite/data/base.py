@@ -5,16 +5,18 @@ Importing this module does not import torch (``evalsuite validate`` uses it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence
 
 from PIL import Image
 
-from ..config import TaskSpec, from_mapping
+from ..config import SourceSpec, TaskSpec, from_mapping
 from ..errors import DatasetUnavailableError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -67,13 +69,18 @@ class DataSource(ABC):
 
     Args: ClassVar[type]
 
-    def __init__(self, spec: TaskSpec) -> None:
-        self.spec = spec
-        self.args = from_mapping(self.Args, spec.source.args, f"{spec.file} (source.args)")
+    def __init__(self, spec: TaskSpec, source: SourceSpec) -> None:
+        self.spec, self.kind = spec, source.kind
+        self.args = from_mapping(self.Args, source.args, f"{spec.file} (source {source.kind!r} args)")
 
     @abstractmethod
     def samples(self, ctx: SourceContext) -> "Samples":
         """List the samples (cheap: no decoding); raises DatasetUnavailableError with instructions."""
+
+    def fetch(self, ctx: SourceContext) -> None:
+        """Download / convert the data for ``evalsuite prepare``. Sources that cannot download raise
+        DatasetUnavailableError with exact instructions; the default is such a source."""
+        self.samples(ctx)  # raises with the source's instructions when the data is missing
 
 
 @dataclass(frozen=True)
@@ -117,3 +124,19 @@ def locate(spec: TaskSpec, args: LocalArgs, data_root: Path, looks_right: Callab
         f"task {spec.name!r}: data not found; looked in {', '.join(str(c) for c in candidates)} and {data_root}."
         f" Point --data-root at the folder that holds it (see README, 'Data layout').{how}"
     )
+
+
+@contextlib.contextmanager
+def staging_folder(data_root: Path, task: str) -> Iterator[Path]:
+    """A scratch folder for a download, removed afterwards whatever happens (and ``data_root`` with it if this
+    created it and nothing else landed there): a failed ``prepare`` leaves the data root as it found it."""
+    created_data_root = not data_root.exists()
+    stage = data_root / f".evalsuite-prepare-{task}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage.resolve()
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created_data_root and data_root.is_dir() and not any(data_root.iterdir()):
+            data_root.rmdir()

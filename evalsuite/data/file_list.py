@@ -26,25 +26,30 @@ class FileListSource(DataSource):
         if not csv_path.is_file():
             how = f" {self.args.instructions}" if self.args.instructions else ""
             raise DatasetUnavailableError(f"task {self.spec.name!r}: file list {csv_path} not found.{how}")
-        key_to_index = {k: i for i, k in enumerate(ctx.label_keys)}
-        items, labels = [], []
-        with csv_path.open(newline="", encoding="utf-8") as f:
-            for lineno, row in enumerate(csv.reader(f), start=1):
-                if not row or (lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]):
-                    continue
-                if len(row) != 2:
-                    raise DatasetUnavailableError(f"{csv_path}:{lineno}: expected 2 columns path,label; got {row}")
-                path, label = row[0].strip(), row[1].strip()
-                if label in key_to_index:
-                    index = key_to_index[label]
-                elif label.isdigit() and int(label) < len(ctx.label_keys):
-                    index = int(label)
-                else:
-                    raise DatasetUnavailableError(
-                        f"{csv_path}:{lineno}: label {label!r} is neither a class key of task {self.spec.name!r}"
-                        f" nor an index below {len(ctx.label_keys)}"
-                    )
-                p = Path(path)
-                items.append(str(p if p.is_absolute() else csv_path.parent / p))
-                labels.append(index)
-        return Samples(items, labels, load_image_file, items)
+        return read_file_list(csv_path, ctx.label_keys, self.spec.name)
+
+
+def read_file_list(csv_path: Path, label_keys: list[str], task: str) -> Samples:
+    """Samples from a ``path,label`` CSV (optional header); a label is a class key or a class index."""
+    key_to_index = {k: i for i, k in enumerate(label_keys)}
+    items, labels = [], []
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row or (lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]):
+                continue
+            if len(row) != 2:
+                raise DatasetUnavailableError(f"{csv_path}:{lineno}: expected 2 columns path,label; got {row}")
+            path, label = row[0].strip(), row[1].strip()
+            if label in key_to_index:
+                index = key_to_index[label]
+            elif label.isdigit() and int(label) < len(label_keys):
+                index = int(label)
+            else:
+                raise DatasetUnavailableError(
+                    f"{csv_path}:{lineno}: label {label!r} is neither a class key of task {task!r}"
+                    f" nor an index below {len(label_keys)}"
+                )
+            p = Path(path)
+            items.append(str(p if p.is_absolute() else csv_path.parent / p))
+            labels.append(index)
+    return Samples(items, labels, load_image_file, items)

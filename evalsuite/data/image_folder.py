@@ -28,8 +28,8 @@ class ImageFolderSource(DataSource):
 
     Args = ImageFolderArgs
 
-    def __init__(self, spec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec, source) -> None:
+        super().__init__(spec, source)
         a = self.args
         if a.layout not in ("class_folders", "flat", "auto"):
             raise ConfigError(f"{spec.file}: source.args.layout must be class_folders, flat or auto, got {a.layout!r}")

@@ -23,8 +23,8 @@ class SyntheticShapesSource(DataSource):
 
     Args = SyntheticShapesArgs
 
-    def __init__(self, spec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec, source) -> None:
+        super().__init__(spec, source)
         if self.args.split not in SPLITS:
             raise ConfigError(f"{spec.file}: source.args.split must be one of {SPLITS}, got {self.args.split!r}")
         if not 0 <= self.args.seed < 1_000_000:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Optional
 
 from ..config import TaskSpec
 from ..data import SOURCES
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetUnavailableError
 
 if TYPE_CHECKING:
+    from ..data.base import Samples, SourceContext
     from ..models.base import ModelAdapter
 
 
@@ -61,8 +62,9 @@ class Task(ABC):
                 f"{spec.file}: metrics {unknown} are not computed by task type {spec.type!r};"
                 f" allowed: {', '.join(self.allowed_metrics)}"
             )
-        self.source = SOURCES.get(spec.source.kind)(spec)
+        self.sources = [SOURCES.get(source.kind)(spec, source) for source in spec.sources]
         self.data_identity: Optional[str] = None  # set by prepare(): which samples were found
+        self.source_used: Optional[str] = None  # kind of the source whose data was found
 
     @property
     def name(self) -> str:
@@ -86,6 +88,31 @@ class Task(ABC):
 
     def prepare(self, ctx: RunContext) -> None:
         """Find the task's data (listing only) so a missing dataset is reported before any weights load."""
+
+    def source_context(self, data_root: Path) -> "SourceContext":
+        from ..data.base import SourceContext
+
+        return SourceContext(data_root, [])
+
+    def find_samples(self, source_ctx: "SourceContext") -> "Samples":
+        """The samples of the first source (in YAML order) whose data is present; if none is, one error that
+        says what each source needs."""
+        problems = []
+        for source in self.sources:
+            try:
+                samples = source.samples(source_ctx)
+            except DatasetUnavailableError as exc:
+                problems.append(str(exc) if len(self.sources) == 1 else f"[{source.kind}] {exc}")
+                continue
+            if not samples.items:
+                problems.append(f"[{source.kind}] the data source found no samples")
+                continue
+            self.source_used = source.kind
+            if len(self.sources) > 1:
+                logging.getLogger(__name__).info("task %s: data from source %r", self.name, source.kind)
+            return samples
+        raise DatasetUnavailableError(f"task {self.name!r}: " + " | ".join(problems) if len(problems) > 1
+                                      else problems[0])
 
     @abstractmethod
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult: ...

@@ -57,10 +57,11 @@ class ClassificationTask(Task):
     def fingerprint_payload(self) -> dict:
         return dict(super().fingerprint_payload(), prompts=self.bank.digest)
 
+    def source_context(self, data_root) -> SourceContext:
+        return SourceContext(data_root, self.bank.keys)
+
     def prepare(self, ctx: RunContext) -> None:
-        self._samples = self.source.samples(SourceContext(ctx.data_root, self.bank.keys))
-        if not self._samples.items:
-            raise DatasetUnavailableError(f"task {self.name!r}: the data source found no samples")
+        self._samples = self.find_samples(self.source_context(ctx.data_root))
         self.data_identity = self._samples.identity()
 
     def dataset(self, transform, ctx: RunContext):

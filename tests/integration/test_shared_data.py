@@ -9,14 +9,13 @@ from helpers import CIFAR10_CLASSES, shared
 
 from evalsuite.catalog import Catalog
 from evalsuite.cli import main
-from evalsuite.data.base import SourceContext
 from evalsuite.results import TASK_COLUMNS
 from evalsuite.tasks import build_task
 
 
 def listing(task_name: str, data_root: Path):
     task = build_task(Catalog.load().tasks[task_name])
-    return task, task.source.samples(SourceContext(data_root, task.bank.keys))
+    return task, task.find_samples(task.source_context(data_root))
 
 
 def test_cifar10_label_order_and_counts():

@@ -1,0 +1,147 @@
+"""Datasets built by CLIP_benchmark (``clip_benchmark.datasets.builder.build_dataset``), mostly torchvision ones.
+
+Only images and labels are taken from it; class names and templates always come from prompts/. Its failure modes
+(asserts, ``sys.exit``, shell downloads that fail quietly, missing optional packages) become one typed
+DatasetUnavailableError naming the task, the folder and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DatasetUnavailableError
+from .base import DataSource, Samples, SourceContext, staging_folder
+
+log = logging.getLogger(__name__)
+
+SPOT_CHECKS = 8  # labels read from dataset attributes are verified against __getitem__ on this many samples
+
+
+@dataclass(frozen=True)
+class ClipBenchmarkArgs:
+    dataset: str  # CLIP_benchmark's dataset name (e.g. cifar100, cars, imagenet-a)
+    split: str = "test"
+    dir: str = ""  # folder under --data-root; default: the task name
+    instructions: str = ""  # extra advice shown when the data is missing or cannot be downloaded
+
+
+class ImageAt:
+    """Picklable loader: item ``i`` -> the dataset's PIL image ``i`` (DataLoader workers get a copy)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __call__(self, index: int):
+        return self.dataset[index][0].convert("RGB")
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """CLIP_benchmark downloads some datasets with shell commands into the current directory."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _labels_from_attributes(ds: Any) -> list[int] | None:
+    n = len(ds)
+    if hasattr(ds, "label_map") and hasattr(ds, "samples"):  # ObjectNet: label from the folder of each path
+        return [ds.label_map[os.path.basename(os.path.dirname(path))] for path, _ in ds.samples]
+    if hasattr(ds, "fnames"):  # ImageNetV2: folders are class indices
+        return [int(Path(f).parent.name) for f in ds.fnames]
+    for attr in ("targets", "_labels", "labels", "y"):
+        values = getattr(ds, attr, None)
+        if values is not None and len(values) == n:
+            return [int(v) for v in values]
+    for attr, position in (("_samples", 1), ("samples", 1), ("bndboxes", -1)):
+        values = getattr(ds, attr, None)
+        if values is not None and len(values) == n:
+            return [int(v[position]) for v in values]
+    return None
+
+
+def dataset_labels(ds: Any, where: str) -> list[int]:
+    """Every sample's label without decoding every image: from the dataset's label attributes when they agree with
+    ``ds[i]`` on a spread of samples, else by reading each sample (slow, logged)."""
+    n = len(ds)
+    labels = _labels_from_attributes(ds)
+    target_transform = getattr(ds, "target_transform", None)
+    if labels is not None and target_transform is not None:
+        labels = [int(target_transform(v)) for v in labels]
+    if labels is not None:
+        checks = sorted({round(k * (n - 1) / max(1, SPOT_CHECKS - 1)) for k in range(SPOT_CHECKS)}) if n else []
+        if all(int(ds[i][1]) == labels[i] for i in checks):
+            return labels
+        log.warning("%s: label attributes disagree with the samples; reading every sample's label", where)
+    log.info("%s: reading the label of each of %d samples (no label attribute)", where, n)
+    return [int(ds[i][1]) for i in range(n)]
+
+
+class ClipBenchmarkSource(DataSource):
+    """Data under ``<data-root>/<dir>`` in the layout CLIP_benchmark (torchvision) downloads to."""
+
+    Args = ClipBenchmarkArgs
+
+    def __init__(self, spec, source) -> None:
+        super().__init__(spec, source)
+        if not self.args.dataset.strip():
+            raise ConfigError(f"{spec.file}: source clip_benchmark needs a non-empty 'dataset'")
+
+    def root(self, data_root: Path) -> Path:
+        return (data_root / (self.args.dir or self.spec.name)).resolve()
+
+    def _advice(self, download: bool = False) -> str:
+        extra = f" {self.args.instructions}" if self.args.instructions else ""
+        if download:
+            return f"Check the network, or put a copy in torchvision's layout there (README, 'Data layout').{extra}"
+        return f"Run `evalsuite prepare {self.spec.name}` to download it through CLIP_benchmark.{extra}"
+
+    def _build(self, root: Path, download: bool):
+        from clip_benchmark.datasets.builder import build_dataset
+
+        what = f"task {self.spec.name!r}: CLIP_benchmark dataset {self.args.dataset!r} (split {self.args.split!r})"
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # it prints progress to stdout; ours is for results
+                return build_dataset(self.args.dataset, root=str(root), transform=None, split=self.args.split,
+                                     download=download)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - asserts, sys.exit, network and file errors alike
+            raise DatasetUnavailableError(
+                f"{what} could not be {'downloaded' if download else 'read'} at {root}: {type(exc).__name__}:"
+                f" {exc}. {self._advice(download)}"
+            ) from None
+
+    def samples(self, ctx: SourceContext) -> Samples:
+        root = self.root(ctx.data_root)
+        if not root.is_dir():
+            raise DatasetUnavailableError(f"task {self.spec.name!r}: {root} does not exist. {self._advice()}")
+        ds = self._build(root, download=False)
+        labels = dataset_labels(ds, f"task {self.spec.name}")
+        if labels and max(labels) >= len(ctx.label_keys):
+            raise DatasetUnavailableError(
+                f"task {self.spec.name!r}: CLIP_benchmark's {self.args.dataset!r} has label {max(labels)} but the"
+                f" classnames file {self.spec.classnames!r} has {len(ctx.label_keys)} classes"
+            )
+        names = [f"{self.args.dataset}/{self.args.split}/{i}" for i in range(len(labels))]
+        log.info("task %s: %d samples from CLIP_benchmark %s under %s", self.spec.name, len(labels),
+                 self.args.dataset, root)
+        return Samples(list(range(len(labels))), labels, ImageAt(ds), names)
+
+    def fetch(self, ctx: SourceContext) -> None:
+        """Download into a staging folder and move it into place only when the dataset builds: a failed or
+        offline download leaves ``--data-root`` (and the working directory) as they were."""
+        root = self.root(ctx.data_root)
+        if root.exists():
+            self.samples(ctx)  # already there; raises if it is not readable
+            return
+        with staging_folder(ctx.data_root, self.spec.name) as stage, working_directory(stage):
+            self._build(stage / "data", download=True)
+            (stage / "data").rename(root)
