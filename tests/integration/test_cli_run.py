@@ -92,13 +92,11 @@ def test_missing_data_fails_before_loading_the_model(tmp_path, capsys):
 def test_class_index_follows_classnames_file_not_folder_order(tmp_path):
     """Folders named in a different alphabetical order must still map to the classnames file's indices."""
     from evalsuite.catalog import Catalog
-    from evalsuite.data.base import SourceContext
     from evalsuite.tasks import build_task
-
 
     write_class_folders(tmp_path / "cifar10", CIFAR10_CLASSES, per_class=1)
     task = build_task(Catalog.load().tasks["cifar10"])
-    samples = task.source.samples(SourceContext(tmp_path, task.bank.keys))
+    samples = task.find_samples(task.source_context(tmp_path))
     by_folder = {p.split("/")[-2]: label for p, label in zip(samples.items, samples.labels)}
     assert by_folder == {name: i for i, name in enumerate(CIFAR10_CLASSES)}
 
