@@ -37,6 +37,9 @@ def classification_metrics(topk: torch.Tensor, targets: torch.Tensor, num_classe
         elif name == "acc5":
             if num_classes >= 5:
                 out[name] = accuracy_at_k(topk, targets, 5)
+        elif name == "mean_acc1_acc5":  # the Kinetics protocol's single number
+            if num_classes >= 5:
+                out[name] = (accuracy_at_k(topk, targets, 1) + accuracy_at_k(topk, targets, 5)) / 2
         elif name == "mean_per_class_recall":
             out[name] = mean_per_class_recall(topk[:, 0], targets)
         else:

@@ -20,3 +20,18 @@ def cifar_like_root(tmp_path) -> Path:
     """``<tmp>/cifar10/<class>/*.png``: a generated stand-in for the CIFAR-10 layout, 4 images per class."""
     write_class_folders(tmp_path / "cifar10", CIFAR10_CLASSES, per_class=4)
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache_dir(tmp_path_factory):
+    """Frame caches and demo clips go to a per-session folder, never the user's ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("evalsuite-cache")
+    previous = os.environ.get("EVALSUITE_CACHE_DIR")
+    os.environ["EVALSUITE_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("EVALSUITE_CACHE_DIR", None)
+    else:
+        os.environ["EVALSUITE_CACHE_DIR"] = previous

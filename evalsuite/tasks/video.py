@@ -1,0 +1,23 @@
+"""Video classification from one frame per clip (the EVA-CLIP protocol for UCF-101 and Kinetics).
+
+The frame is chosen by the video source (its ``frame_rule``), so the task itself is zero-shot classification of
+those frames; this type adds the Kinetics metric ``mean_acc1_acc5`` and insists on a video source.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .classification import CLASSIFICATION_METRICS, ClassificationTask
+
+VIDEO_SOURCE_KINDS = ("video_folder", "synthetic_clips")
+
+
+class VideoMiddleFrameTask(ClassificationTask):
+    allowed_metrics = CLASSIFICATION_METRICS + ("mean_acc1_acc5",)
+
+    def __init__(self, spec, include_paths=()) -> None:
+        super().__init__(spec, include_paths)
+        wrong = [s.kind for s in spec.sources if s.kind not in VIDEO_SOURCE_KINDS]
+        if wrong:
+            raise ConfigError(f"{spec.file}: task type video_middle_frame needs a video source"
+                              f" ({', '.join(VIDEO_SOURCE_KINDS)}), got {wrong}")

@@ -1,0 +1,169 @@
+"""Video: the frame rule, exact frames (generated clips and the real clips, compared with the ffmpeg binary),
+bad files recorded as failures, the frame cache, and the CLI end to end."""
+
+import csv
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from evalsuite.cli import main
+from evalsuite.data import video
+from evalsuite.data.synthetic_clips import write_clip
+from evalsuite.data.video import VideoDecodeError, frame_index, read_middle_frame
+
+from helpers import shared
+
+
+def numbered_frames(n: int, size=(64, 48)) -> list[Image.Image]:
+    """Frame i: a distinct grey level plus its number drawn in, so any frame identifies itself."""
+    frames = []
+    for i in range(n):
+        img = Image.new("RGB", size, (i * 7 % 256, 255 - i * 5 % 256, (i * 13) % 256))
+        ImageDraw.Draw(img).text((4, 4), str(i), fill=(255, 255, 255))
+        frames.append(img)
+    return frames
+
+
+def closest_frame(image: Image.Image, frames: list[Image.Image]) -> int:
+    a = np.asarray(image, dtype=np.int32)
+    return int(np.argmin([np.abs(a - np.asarray(f, dtype=np.int32)).mean() for f in frames]))
+
+
+def write_mpeg4_avi(path: Path, frames: list[Image.Image]) -> None:
+    """MPEG-4 part 2 in AVI with B-frames, the kind of file where seeking decoders go wrong."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.max_b_frames = 2
+        stream.options = {"qscale": "2"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_image(image)))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("n,vissl,center", [(3, 2, 1), (9, 5, 4), (10, 6, 5), (141, 71, 70), (280, 141, 140)])
+def test_frame_index_rules(n, vissl, center):
+    assert frame_index(n, "vissl") == vissl and frame_index(n, "center") == center and frame_index(n, "first") == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_too_short_for_vissl_is_an_error(n):
+    with pytest.raises(VideoDecodeError):
+        frame_index(n, "vissl")
+
+
+@pytest.mark.parametrize("n", [9, 30, 31])
+@pytest.mark.parametrize("container", ["mp4", "avi"])
+def test_generated_clips_give_the_exact_frame(tmp_path, n, container):
+    frames = numbered_frames(n)
+    path = tmp_path / f"clip.{container}"
+    write_clip(path, frames) if container == "mp4" else write_mpeg4_avi(path, frames)
+    for rule in ("vissl", "center", "first"):
+        assert closest_frame(read_middle_frame(path, rule), frames) == frame_index(n, rule), rule
+
+
+def ffmpeg_exe() -> str:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_frame_count(path: Path) -> int:
+    """Frames ffmpeg decodes (its own count, independent of our reader)."""
+    out = subprocess.run([ffmpeg_exe(), "-v", "info", "-nostats", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    return int(re.findall(r"frame=\s*(\d+)", out)[-1])
+
+
+def ffmpeg_frame(path: Path, index: int, size: tuple[int, int]) -> np.ndarray:
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})",
+                          "-fps_mode", "passthrough", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(size[1], size[0], 3)
+
+
+def real_clips() -> list[Path]:
+    root = shared("videos")
+    return sorted(p for p in root.rglob("*") if p.suffix in (".mp4", ".avi"))
+
+
+def test_real_clips_match_ffmpeg_bit_for_bit():
+    """Every clip in ../shared/data/videos, incl. the XVID AVI with packed B-frames."""
+    clips = real_clips()
+    assert len(clips) == 6
+    for path in clips:
+        n = ffmpeg_frame_count(path)
+        ours = read_middle_frame(path)
+        expected = ffmpeg_frame(path, n // 2 + 1, ours.size)
+        assert np.array_equal(np.asarray(ours), expected), path.name
+
+
+def test_corrupt_and_empty_files_raise(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    for name in ("empty.mp4", "corrupt.mp4"):
+        with pytest.raises(VideoDecodeError):
+            read_middle_frame(tmp_path / name)
+
+
+def kinetics_folder(root: Path) -> Path:
+    """<root>/kinetics400/val/: 4 good clips in two classes, one corrupt, one empty."""
+    val = root / "kinetics400" / "val"
+    for cls, k in (("arm_wrestling", 0), ("arm_wrestling", 1), ("abseiling", 2), ("air drumming", 3)):
+        (val / cls).mkdir(parents=True, exist_ok=True)
+        write_clip(val / cls / f"clip{k}.mp4", numbered_frames(7 + k))
+    (val / "abseiling" / "broken.mp4").write_bytes(b"not a video at all")
+    (val / "abseiling" / "empty.mp4").write_bytes(b"")
+    return root
+
+
+def test_cli_kinetics_folder_counts_failures_and_reuses_cached_frames(tiny_model_dir, tmp_path, monkeypatch):
+    data = kinetics_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    calls = []
+    real = video.read_middle_frame
+    monkeypatch.setattr(video, "read_middle_frame", lambda path, rule="vissl": calls.append(path) or real(path, rule))
+    argv = ["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "kinetics400", "--data-root", str(data),
+            "--output-dir", str(out), "--workers", "0"]
+    assert main(argv) == 3  # flagged: two clips could not be read
+    model_dir = next(out.iterdir())
+    rows = {r["metric"]: r for r in csv.DictReader((model_dir / "kinetics400.csv").open())}
+    assert set(rows) == {"acc1", "acc5", "mean_acc1_acc5"}
+    assert {r["num_samples"] for r in rows.values()} == {"4"} and {r["num_failed"] for r in rows.values()} == {"2"}
+    assert rows["mean_acc1_acc5"]["is_primary"] == "true"
+    errors = (model_dir / "kinetics400.errors.txt").read_text()
+    assert "broken.mp4" in errors and "empty.mp4" in errors
+    assert len(calls) == 6
+
+    calls.clear()
+    assert main(argv + ["--no-resume"]) == 3
+    assert sorted(Path(c).name for c in calls) == ["broken.mp4", "empty.mp4"]  # good clips came from the cache
+
+
+def test_ucf101_list_file_layout(tiny_model_dir, tmp_path):
+    root = tmp_path / "data" / "ucf101"
+    for cls in ("Basketball", "YoYo"):
+        (root / cls).mkdir(parents=True)
+        write_clip(root / cls / f"v_{cls}_g01_c01.avi".replace(".avi", ".mp4"), numbered_frames(5))
+    (root / "testlist01.txt").write_text("Basketball/v_Basketball_g01_c01.mp4\nYoYo/v_YoYo_g01_c01.mp4\n")
+    out = tmp_path / "out"
+    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "ucf101", "--data-root",
+                 str(tmp_path / "data"), "--output-dir", str(out), "--workers", "0"]) == 0
+    rows = list(csv.DictReader((next(out.iterdir()) / "ucf101.csv").open()))
+    assert {r["num_samples"] for r in rows} == {"2"}
+
+
+def test_real_labelled_clips_run(tiny_model_dir, tmp_path):
+    """The shared Kinetics clips in their class folders (arm_wrestling, abseiling) run through the CLI."""
+    root = shared("videos")
+    out = tmp_path / "out"
+    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "kinetics400", "--data-root",
+                 str(root), "--output-dir", str(out), "--workers", "1"]) == 0
+    rows = list(csv.DictReader((next(out.iterdir()) / "kinetics400.csv").open()))
+    assert {r["num_samples"] for r in rows} == {"2"} and {r["num_failed"] for r in rows} == {"0"}
