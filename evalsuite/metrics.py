@@ -47,3 +47,52 @@ def classification_metrics(topk: torch.Tensor, targets: torch.Tensor, num_classe
     return out
 
 
+
+
+def best_positive_ranks(queries: torch.Tensor, gallery: torch.Tensor, positives: list[list[int]],
+                        block: int = 1024) -> torch.Tensor:
+    """For each query, the 0-based rank of its best-ranked positive in the gallery, by dot-product score.
+
+    Ties are broken by gallery index (a lower index ranks first), as a stable sort would. Queries are scored in
+    blocks of ``block`` rows, so memory stays at ``block x len(gallery)`` scores whatever the sizes.
+    """
+    if len(positives) != len(queries):
+        raise ValueError(f"{len(positives)} positive lists for {len(queries)} queries")
+    if any(not p for p in positives):
+        raise ValueError("every query needs at least one positive")
+    gallery_t = gallery.T
+    order = torch.arange(len(gallery), device=gallery.device)
+    ranks = []
+    for start in range(0, len(queries), block):
+        scores = queries[start:start + block] @ gallery_t
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        for row, pos in enumerate(positives[start:start + block]):
+            mask[row, pos] = True
+        positive_scores = scores.masked_fill(~mask, float("-inf"))
+        best = positive_scores.max(dim=1)
+        best_score, best_index = best.values[:, None], positive_scores.argmax(dim=1)[:, None]  # first maximum
+        ahead = (scores > best_score) | ((scores == best_score) & (order[None, :] < best_index))
+        ranks.append(ahead.sum(dim=1))
+    return torch.cat(ranks).cpu()
+
+
+def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor, text_to_image: list[int],
+                      ks: list[int], block: int = 1024) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Recall@k both ways with CLIP-paper semantics, plus the ranks they came from.
+
+    ``image_retrieval_recall@k``: text -> image, a hit when the caption's image is in the top k.
+    ``text_retrieval_recall@k``: image -> text, a hit when ANY of the image's captions is in the top k.
+    Returns (metrics, text->image ranks, image->text ranks).
+    """
+    captions_of: list[list[int]] = [[] for _ in range(len(image_features))]
+    for text, image in enumerate(text_to_image):
+        captions_of[image].append(text)
+    t2i = best_positive_ranks(text_features, image_features, [[i] for i in text_to_image], block)
+    i2t = best_positive_ranks(image_features, text_features, captions_of, block)
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"image_retrieval_recall@{k}"] = (t2i < k).double().mean().item()
+    for k in ks:
+        metrics[f"text_retrieval_recall@{k}"] = (i2t < k).double().mean().item()
+    metrics["mean_recall"] = sum(metrics.values()) / len(metrics)
+    return metrics, t2i, i2t

@@ -21,7 +21,7 @@ from . import __version__
 
 TASK_COLUMNS = (
     "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "transform", "metric", "value", "is_primary",
-    "num_samples", "num_failed", "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha",
+    "num_samples", "num_texts", "num_failed", "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha",
     "finished_utc",
 )
 SUMMARY_COLUMNS = ("task", "primary_metric", "value", "num_samples", "num_failed", "partial")
@@ -90,7 +90,8 @@ def task_rows(ident: TaskIdentity, result, primary_metric: str) -> list[dict]:
         "weights": ident.weights, "task": ident.task,
         "task_version": ident.task_version, "task_fingerprint": ident.task_fingerprint,
         "transform": result.transform,
-        "num_samples": result.num_samples, "num_failed": result.num_failed, "partial": result.partial,
+        "num_samples": result.num_samples, "num_texts": result.num_texts, "num_failed": result.num_failed,
+        "partial": result.partial,
         "seconds": round(result.seconds, 3), "images_per_second": round(result.images_per_second, 2),
         "evalsuite_version": __version__, "git_sha": git_sha(),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

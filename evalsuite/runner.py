@@ -114,7 +114,7 @@ class Runner:
     def _evaluate(self, task: Task, model, ctx: RunContext):
         """One evaluation, or with --transform best-of-both one per resize, keeping the better primary metric
         per task (the EVA-CLIP-18B paper's Table 2 protocol) and recording which won."""
-        if self.config.transform != "best-of-both":
+        if self.config.transform != "best-of-both" or task.fixed_resize is not None:
             return task.evaluate(model, ctx)
         results = {mode: task.evaluate(model, replace(ctx, resize_mode=mode)) for mode in ("shortest", "squash")}
         primary = task.spec.primary_metric

@@ -10,3 +10,7 @@ SOURCES.register_lazy("clip_benchmark", "evalsuite.data.clip_benchmark:ClipBench
 SOURCES.register_lazy("hf_webdataset", "evalsuite.data.hf_webdataset:HFWebdatasetSource")
 SOURCES.register_lazy("video_folder", "evalsuite.data.video:VideoFolderSource")
 SOURCES.register_lazy("synthetic_clips", "evalsuite.data.synthetic_clips:SyntheticClipsSource")
+SOURCES.register_lazy("coco_captions", "evalsuite.data.captions:CocoCaptionsSource")
+SOURCES.register_lazy("karpathy_json", "evalsuite.data.captions:KarpathySource")
+SOURCES.register_lazy("hf_captions", "evalsuite.data.captions:HFCaptionsSource")
+SOURCES.register_lazy("synthetic_captions", "evalsuite.data.synthetic:SyntheticCaptionsSource")

@@ -51,3 +51,32 @@ class SyntheticShapesSource(DataSource):
                 labels.append(label)
         names = [f"{c} {s} #{seed}" for c, s, seed in items]
         return Samples(items, labels, DrawItem(), names)
+
+
+@dataclass(frozen=True)
+class SyntheticCaptionsArgs:
+    captions: list[str]  # templates with {c} -> '<colour> <shape>'; every image gets each of them
+    per_pair: int = 1
+    seed: int = 0
+
+
+class SyntheticCaptionsSource(DataSource):
+    """The demo's retrieval set: images of every colour-shape pair, each with its captions."""
+
+    Args = SyntheticCaptionsArgs
+
+    def __init__(self, spec, source) -> None:
+        super().__init__(spec, source)
+        if not self.args.captions or any(t.count("{c}") != 1 for t in self.args.captions):
+            raise ConfigError(f"{spec.file}: source.args.captions must be templates with exactly one {{c}}")
+
+    def samples(self, ctx: SourceContext):
+        from .captions import CaptionedSamples
+
+        items, captions = [], []
+        for p, (colour, shape) in enumerate((c, s) for c in COLOURS for s in SHAPES):
+            for k in range(self.args.per_pair):
+                items.append((colour, shape, self.args.seed * 10_000 + p * 100 + k))
+                captions.append([t.replace("{c}", f"{colour} {shape}") for t in self.args.captions])
+        names = [f"{c} {s} #{seed}" for c, s, seed in items]
+        return CaptionedSamples(items, list(range(len(items))), DrawItem(), names, captions)

@@ -42,6 +42,7 @@ class TaskResult:
     warnings: list[str] = field(default_factory=list)
     transform: str = ""  # the resize actually used (shortest | squash)
     alternatives: dict[str, float] = field(default_factory=dict)  # best-of-both: primary value per transform
+    num_texts: Optional[int] = None  # retrieval: captions scored (num_samples counts the images)
 
     @property
     def flagged(self) -> bool:
@@ -52,6 +53,7 @@ class Task(ABC):
     """One dataset evaluated one way. Constructed from its spec; validation happens in ``__init__``."""
 
     allowed_metrics: tuple[str, ...] = ()
+    fixed_resize: Optional[str] = None  # a protocol that prescribes the resize (retrieval: squash) ignores --transform
 
     def __init__(self, spec: TaskSpec, include_paths=()) -> None:
         self.spec = spec

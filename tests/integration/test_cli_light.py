@@ -37,7 +37,7 @@ def test_ls_lists_catalogue(capsys):
     assert "demo-clip" in capsys.readouterr().out
     assert main(["ls", "tasks", "--tag", "demo"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
-    assert sorted(listed) == ["demo_clips", "demo_heldout", "demo_shapes"]
+    assert sorted(listed) == ["demo_clips", "demo_heldout", "demo_retrieval", "demo_shapes"]
 
 
 def test_unknown_task_is_one_line_and_exit_2(capsys, tmp_path):

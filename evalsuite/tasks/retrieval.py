@@ -1,0 +1,91 @@
+"""Zero-shot image-text retrieval (Flickr30k, COCO): recall@k both ways, CLIP-paper semantics, squash resize."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, DatasetUnavailableError
+from .base import RunContext, Task, TaskResult
+from .classification import subset_indices
+
+if TYPE_CHECKING:
+    from ..data.captions import CaptionedSamples
+    from ..models.base import ModelAdapter
+
+RECALL = re.compile(r"^(image|text)_retrieval_recall@(\d+)$")
+TEXT_BATCH = 1024
+SCORE_BLOCK = 1024  # queries scored at once: memory is SCORE_BLOCK x gallery size
+
+
+class ZeroShotRetrievalTask(Task):
+    fixed_resize = "squash"  # the EVA-CLIP protocol resizes retrieval images directly to the square size
+
+    def __init__(self, spec, include_paths=()) -> None:
+        bad = [m for m in spec.metrics if m != "mean_recall" and not RECALL.match(m)]
+        if bad:
+            raise ConfigError(f"{spec.file}: retrieval metrics are image_retrieval_recall@K,"
+                              f" text_retrieval_recall@K and mean_recall; got {bad}")
+        self.allowed_metrics = tuple(spec.metrics)
+        super().__init__(spec, include_paths)
+        self.ks = sorted({int(RECALL.match(m).group(2)) for m in spec.metrics if RECALL.match(m)})
+        if not self.ks:
+            raise ConfigError(f"{spec.file}: name at least one recall@K metric")
+        for direction in ("image", "text"):
+            missing = [k for k in self.ks if f"{direction}_retrieval_recall@{k}" not in spec.metrics]
+            if missing:
+                raise ConfigError(f"{spec.file}: recall@{missing} must be listed for both directions")
+
+    def prepare(self, ctx: RunContext) -> None:
+        self._samples: "CaptionedSamples" = self.find_samples(self.source_context(ctx.data_root))
+        if not hasattr(self._samples, "captions"):
+            raise ConfigError(f"{self.spec.file}: source {self.source_used!r} gives no captions")
+        self.data_identity = self._samples.identity()
+
+    def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
+        import torch
+        from tqdm import tqdm
+
+        from ..data.loader import make_loader
+        from ..metrics import retrieval_metrics
+
+        start = time.perf_counter()
+        if getattr(self, "_samples", None) is None:
+            self.prepare(ctx)
+        samples = self._samples
+        partial = ctx.limit is not None and ctx.limit < len(samples.items)
+        if partial:
+            samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
+        dataset = samples.dataset(model.image_transform(self.fixed_resize))
+        features, kept, failures = [], [], []
+        image_start = time.perf_counter()
+        for pixels, _, indices, failed in tqdm(make_loader(dataset, ctx.batch_size, ctx.workers, model.device),
+                                               desc=self.name, disable=not ctx.progress, leave=False):
+            failures += [msg for _, msg in failed]
+            if pixels is not None:
+                features.append(model.encode_image(pixels).float().cpu())
+                kept += indices.tolist()
+        image_seconds = time.perf_counter() - image_start
+        if not kept:
+            raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read:"
+                                          f" {failures[:3]}")
+        # an unreadable image leaves the gallery together with its captions (counted in num_failed)
+        texts, text_to_image = [], []
+        for position, index in enumerate(kept):
+            texts += samples.captions[index]
+            text_to_image += [position] * len(samples.captions[index])
+        text_features = torch.cat([model.encode_text(model.tokenize(texts[i:i + TEXT_BATCH])).float().cpu()
+                                   for i in range(0, len(texts), TEXT_BATCH)])
+        metrics, _, _ = retrieval_metrics(torch.cat(features), text_features, text_to_image, self.ks, SCORE_BLOCK)
+        warnings = []
+        expected = self.spec.expected_num_samples
+        if not partial and expected is not None and len(dataset) != expected:
+            warnings.append(f"found {len(dataset)} images, the task expects {expected}")
+        return TaskResult(
+            metrics={m: metrics[m] for m in self.spec.metrics},
+            num_samples=len(kept), num_texts=len(texts), num_failed=len(failures), failures=failures,
+            seconds=time.perf_counter() - start,
+            images_per_second=len(kept) / image_seconds if image_seconds > 0 else float("nan"),
+            partial=partial, warnings=warnings, transform=self.fixed_resize,
+        )
