@@ -36,6 +36,7 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/bench_classification.py
 	$(PY) benchmarks/bench_native_load.py
+	$(PY) benchmarks/bench_retrieval_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache results/demo

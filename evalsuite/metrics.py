@@ -50,34 +50,40 @@ def classification_metrics(topk: torch.Tensor, targets: torch.Tensor, num_classe
 
 
 def best_positive_ranks(queries: torch.Tensor, gallery: torch.Tensor, positives: list[list[int]],
-                        block: int = 1024) -> torch.Tensor:
+                        block: int = 512) -> torch.Tensor:
     """For each query, the 0-based rank of its best-ranked positive in the gallery, by dot-product score.
 
     Ties are broken by gallery index (a lower index ranks first), as a stable sort would. Queries are scored in
-    blocks of ``block`` rows, so memory stays at ``block x len(gallery)`` scores whatever the sizes.
+    blocks of ``block`` rows, so memory stays at a few ``block x len(gallery)`` buffers whatever the sizes; the
+    positives are looked up by index, never through a dense mask.
     """
     if len(positives) != len(queries):
         raise ValueError(f"{len(positives)} positive lists for {len(queries)} queries")
     if any(not p for p in positives):
         raise ValueError("every query needs at least one positive")
     gallery_t = gallery.T
-    order = torch.arange(len(gallery), device=gallery.device)
     ranks = []
     for start in range(0, len(queries), block):
+        chunk = positives[start:start + block]
         scores = queries[start:start + block] @ gallery_t
-        mask = torch.zeros_like(scores, dtype=torch.bool)
-        for row, pos in enumerate(positives[start:start + block]):
-            mask[row, pos] = True
-        positive_scores = scores.masked_fill(~mask, float("-inf"))
-        best = positive_scores.max(dim=1)
-        best_score, best_index = best.values[:, None], positive_scores.argmax(dim=1)[:, None]  # first maximum
-        ahead = (scores > best_score) | ((scores == best_score) & (order[None, :] < best_index))
-        ranks.append(ahead.sum(dim=1))
+        rows = torch.tensor([r for r, pos in enumerate(chunk) for _ in pos], device=scores.device)
+        cols = torch.tensor([c for pos in chunk for c in pos], device=scores.device)
+        positive_scores = scores[rows, cols]
+        best = torch.full((len(chunk),), float("-inf"), dtype=scores.dtype, device=scores.device).scatter_reduce(
+            0, rows, positive_scores, reduce="amax")
+        # among positives at the best score, the lowest gallery index is the one a stable ranking meets first
+        at_best = positive_scores == best[rows]
+        best_index = torch.full((len(chunk),), len(gallery), dtype=torch.long, device=scores.device).scatter_reduce(
+            0, rows[at_best], cols[at_best], reduce="amin")
+        rank = (scores > best[:, None]).sum(dim=1)
+        ties = scores == best[:, None]
+        ties[torch.arange(scores.shape[1], device=scores.device)[None, :] >= best_index[:, None]] = False
+        ranks.append(rank + ties.sum(dim=1))
     return torch.cat(ranks).cpu()
 
 
 def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor, text_to_image: list[int],
-                      ks: list[int], block: int = 1024) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+                      ks: list[int], block: int = 512) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """Recall@k both ways with CLIP-paper semantics, plus the ranks they came from.
 
     ``image_retrieval_recall@k``: text -> image, a hit when the caption's image is in the top k.

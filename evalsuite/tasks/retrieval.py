@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 RECALL = re.compile(r"^(image|text)_retrieval_recall@(\d+)$")
 TEXT_BATCH = 1024
-SCORE_BLOCK = 1024  # queries scored at once: memory is SCORE_BLOCK x gallery size
+SCORE_BLOCK = 512  # queries scored at once: memory is a few SCORE_BLOCK x gallery-size buffers
 
 
 class ZeroShotRetrievalTask(Task):
