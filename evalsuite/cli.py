@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
-from .errors import EvalsuiteError
+from .errors import EvalsuiteError, UserInputError
 
 log = logging.getLogger("evalsuite")
 
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluate a fixed seeded sample of N images per task; results are marked partial")
     run.add_argument("--include-path", type=Path, action="append", default=[],
                      help="extra folder with tasks/, prompts/ and/or cards/ (repeatable)")
+    run.add_argument("--bootstrap", type=_non_negative_int, default=1000,
+                     help="bootstrap resamples (seeded) for each primary metric's 95%% interval; 0 turns it off")
     run.add_argument("--no-resume", dest="resume", action="store_false",
                      help="re-evaluate tasks that already have a result with the same fingerprints")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failing task")
@@ -94,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where datasets live (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
     prep.add_argument("--include-path", type=Path, action="append", default=[])
 
+    agg = sub.add_parser("aggregate", help="rebuild summary/suite tables from task CSVs; print the paper-style table")
+    agg.add_argument("run_dir", type=Path, help="results/<model>/ or a folder of such folders")
+    agg.add_argument("--format", choices=("md", "csv"), default="md")
+    agg.add_argument("--reference", help="a report id of the reference table (evalsuite check lists them)")
+    agg.add_argument("--reference-file", type=Path, help="another reference table CSV (default: the papers')")
+    agg.add_argument("--out", type=Path, help="also write the table to this file")
+    agg.add_argument("--plot", type=Path, help="with --reference: PNG of per-dataset bars, run vs reference")
+    agg.add_argument("--include-path", type=Path, action="append", default=[])
+
+    chk = sub.add_parser("check", help="compare a run with reference numbers: exit 0 within tolerance, 4 beyond,"
+                                       " 2 when nothing is comparable or results are partial / of another protocol")
+    chk.add_argument("run_dir", type=Path)
+    chk.add_argument("--reference", required=True, help="report id, e.g. evaclip18b_paper_2402.04252v1")
+    chk.add_argument("--reference-file", type=Path)
+    chk.add_argument("--tolerance", type=float, help="percentage points for every value (default: per row)")
+    chk.add_argument("--as-model", help="compare under this model card name (default: the run's model)")
+    chk.add_argument("--include-path", type=Path, action="append", default=[])
+
+    exp = sub.add_parser("export", help="leaderboard CSV across runs (and a long-format twin)")
+    exp.add_argument("--runs", type=Path, nargs="+", required=True)
+    exp.add_argument("--out", type=Path, default=Path("results/leaderboard.csv"))
+    exp.add_argument("--plot", type=Path, help="PNG of the 27-dataset average against parameter count")
+    exp.add_argument("--include-path", type=Path, action="append", default=[])
+
     val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
     val.add_argument("--tasks", type=_task_list, default=None, help="selectors as for run (default: every task)")
     val.add_argument("--include-path", type=Path, action="append", default=[])
@@ -109,6 +135,7 @@ def cmd_run(args) -> int:
         data_root=args.data_root or default_data_root(), output_dir=args.output_dir,
         batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
         limit=args.limit, transform=args.transform, include_paths=args.include_path, resume=args.resume,
+        bootstrap=args.bootstrap,
         fail_fast=args.fail_fast,
         progress=args.progress,
     )
@@ -195,6 +222,80 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _references(args):
+    from .reference import load_reference, select_report
+
+    if not args.reference:
+        return None
+    return select_report(load_reference(args.reference_file), args.reference)
+
+
+def cmd_aggregate(args) -> int:
+    from .catalog import Catalog
+    from .report import load_runs, paper_table, rebuild_tables
+
+    catalog = Catalog.load(args.include_path)
+    runs = load_runs(args.run_dir)
+    for run in runs:
+        rebuild_tables(run, catalog)
+    refs = _references(args)
+    text = paper_table(runs, catalog, refs, args.format)
+    print(text, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    if args.plot:
+        from .plots import plot_vs_reference
+
+        if refs is None:
+            raise UserInputError("--plot needs --reference (bars of the run beside the reference numbers)")
+        plot_vs_reference(runs, refs, catalog, args.plot)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .catalog import Catalog
+    from .errors import RegressionError
+    from .report import check_run, load_runs
+
+    catalog = Catalog.load(args.include_path)
+    refs = _references(args)
+    runs = load_runs(args.run_dir)
+    worst = 0
+    for run in runs:
+        report = check_run(run, refs, catalog, args.tolerance, args.as_model)
+        print("\n".join(report.lines))
+        worst = max(worst, report.exit_code, key=lambda c: {0: 0, 4: 1, 2: 2}[c])
+    if worst == 4:
+        raise RegressionError("values beyond tolerance (lines marked BREACH above)")
+    if worst == 2:
+        raise UserInputError("nothing comparable, or results refused (lines marked REFUSED above)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .catalog import Catalog
+    from .models.card import all_cards
+    from .report import leaderboard, load_runs
+    from .results import atomic_write_text
+
+    catalog = Catalog.load(args.include_path)
+    runs = [run for folder in args.runs for run in load_runs(folder)]
+    params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
+              if card.params_millions}
+    display, long_format = leaderboard(runs, catalog, params)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, display)
+    long_path = args.out.with_name(args.out.stem + "_long.csv")
+    atomic_write_text(long_path, long_format)
+    print(f"{len(runs)} run(s) -> {args.out} (display) and {long_path} (long)")
+    if args.plot:
+        from .plots import plot_scaling
+
+        plot_scaling(runs, catalog, params, args.plot)
+    return 0
+
+
 def _setup_logging(verbose: bool) -> None:
     """evalsuite's own lines at INFO; other libraries (open_clip logs every load step at INFO) at WARNING."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
@@ -209,7 +310,8 @@ def _setup_logging(verbose: bool) -> None:
     ours.propagate = False
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "prepare": cmd_prepare}
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "prepare": cmd_prepare,
+            "aggregate": cmd_aggregate, "check": cmd_check, "export": cmd_export}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

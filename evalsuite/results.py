@@ -20,9 +20,9 @@ from typing import Optional
 from . import __version__
 
 TASK_COLUMNS = (
-    "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "transform", "metric", "value", "is_primary",
-    "num_samples", "num_texts", "num_failed", "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha",
-    "finished_utc",
+    "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "transform",
+    "protocol", "metric", "value", "ci_low", "ci_high", "is_primary", "num_samples", "num_texts", "num_failed",
+    "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha", "finished_utc",
 )
 SUMMARY_COLUMNS = ("task", "primary_metric", "value", "num_samples", "num_failed", "partial")
 SUITE_COLUMNS = ("suite", "value", "num_tasks", "tasks", "partial")
@@ -84,20 +84,34 @@ class TaskIdentity:
     task_fingerprint: str
 
 
+def format_protocol(protocol: dict[str, str]) -> str:
+    """``transform=best-of-both;frame_rule=vissl``: sorted key=value pairs (one CSV cell)."""
+    return ";".join(f"{k}={v}" for k, v in sorted(protocol.items()))
+
+
+def parse_protocol(text: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in (text or "").split(";") if "=" in part)
+
+
 def task_rows(ident: TaskIdentity, result, primary_metric: str) -> list[dict]:
     common = {
         "model": ident.model, "model_fingerprint": ident.model_fingerprint, "adapter": ident.adapter,
         "weights": ident.weights, "task": ident.task,
         "task_version": ident.task_version, "task_fingerprint": ident.task_fingerprint,
         "transform": result.transform,
+        "protocol": format_protocol(result.protocol),
         "num_samples": result.num_samples, "num_texts": result.num_texts, "num_failed": result.num_failed,
         "partial": result.partial,
         "seconds": round(result.seconds, 3), "images_per_second": round(result.images_per_second, 2),
         "evalsuite_version": __version__, "git_sha": git_sha(),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return [dict(common, metric=name, value=float(value), is_primary=name == primary_metric)
-            for name, value in result.metrics.items()]
+    rows = []
+    for name, value in result.metrics.items():
+        low, high = result.intervals.get(name, (None, None))
+        rows.append(dict(common, metric=name, value=float(value), ci_low=low, ci_high=high,
+                         is_primary=name == primary_metric))
+    return rows
 
 
 def write_task_csv(path: Path, rows: list[dict]) -> None:

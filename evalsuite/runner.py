@@ -71,6 +71,7 @@ class Runner:
         report = RunReport(self.model_dir)
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
+                         bootstrap_iterations=cfg.bootstrap,
                          resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
         model_fp = self.model_fingerprint()
         self.task_fingerprints = {}
@@ -94,6 +95,8 @@ class Runner:
                 continue
             ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
                                  task.spec.version, self.task_fingerprints[task.name])
+            if result.predictions_csv is not None:  # first: a CSV never points at predictions of another run
+                atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
             write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
             self._record_problems(task, result, report)
             primary = result.metrics.get(task.spec.primary_metric, float("nan"))
@@ -115,7 +118,9 @@ class Runner:
         """One evaluation, or with --transform best-of-both one per resize, keeping the better primary metric
         per task (the EVA-CLIP-18B paper's Table 2 protocol) and recording which won."""
         if self.config.transform != "best-of-both" or task.fixed_resize is not None:
-            return task.evaluate(model, ctx)
+            result = task.evaluate(model, ctx)
+            result.protocol = {"transform": result.transform, **task.protocol_facts()}
+            return result
         results = {mode: task.evaluate(model, replace(ctx, resize_mode=mode)) for mode in ("shortest", "squash")}
         primary = task.spec.primary_metric
         best = max(results, key=lambda mode: results[mode].metrics[primary])  # a tie keeps shortest (EVA's own)
@@ -123,6 +128,7 @@ class Runner:
         chosen.alternatives = {mode: r.metrics[primary] for mode, r in results.items()}
         log.info("%s: best of both transforms: %s (%s)", task.name, best,
                  ", ".join(f"{m} {100 * v:.2f}%" for m, v in chosen.alternatives.items()))
+        chosen.protocol = {"transform": "best-of-both", **task.protocol_facts()}
         return chosen
 
     def _attempt(self, task: Task, report: RunReport, step):

@@ -27,6 +27,8 @@ class RunContext:
     limit: Optional[int] = None
     resize_mode: Optional[str] = None  # shortest | squash overrides the card's resize; None keeps it
     progress: bool = False
+    bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
+    bootstrap_seed: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
 
 
@@ -43,6 +45,10 @@ class TaskResult:
     transform: str = ""  # the resize actually used (shortest | squash)
     alternatives: dict[str, float] = field(default_factory=dict)  # best-of-both: primary value per transform
     num_texts: Optional[int] = None  # retrieval: captions scored (num_samples counts the images)
+    # what a reference number must have been made under to be comparable (transform mode, video frame rule)
+    protocol: dict[str, str] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> 95% bootstrap interval
+    predictions_csv: Optional[str] = None  # per-sample predictions, saved as <task>.predictions.csv
 
     @property
     def flagged(self) -> bool:
@@ -90,6 +96,10 @@ class Task(ABC):
 
     def prepare(self, ctx: RunContext) -> None:
         """Find the task's data (listing only) so a missing dataset is reported before any weights load."""
+
+    def protocol_facts(self) -> dict[str, str]:
+        """Protocol choices fixed by the task's data source (e.g. the video frame rule), recorded with results."""
+        return {}
 
     def source_context(self, data_root: Path) -> "SourceContext":
         from ..data.base import SourceContext

@@ -77,6 +77,7 @@ class ClassificationTask(Task):
         import torch
         from tqdm import tqdm
 
+        from ..bootstrap import BootstrapConfig, classification_interval, classification_predictions_csv
         from ..data.loader import make_loader
         from ..metrics import classification_metrics, topk_indices
 
@@ -84,21 +85,25 @@ class ClassificationTask(Task):
         dataset, partial = self.dataset(model.image_transform(ctx.resize_mode), ctx)
         classifier = build_classifier(model, self.bank.prompts())
         k = min(5, len(self.bank.classnames))
-        topks, targets, failures = [], [], []
+        topks, targets, kept, failures = [], [], [], []
         loader = make_loader(dataset, ctx.batch_size, ctx.workers, model.device)
         image_start = time.perf_counter()
-        for pixels, labels, _, failed in tqdm(loader, desc=self.name, disable=not ctx.progress, leave=False):
+        for pixels, labels, indices, failed in tqdm(loader, desc=self.name, disable=not ctx.progress, leave=False):
             failures += [msg for _, msg in failed]
             if pixels is None:
                 continue
             logits = model.encode_image(pixels) @ classifier.T
             topks.append(topk_indices(logits, k).cpu())
             targets.append(labels)
+            kept += indices.tolist()
         image_seconds = time.perf_counter() - image_start
         if not topks:
             raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read: {failures[:3]}")
         topk, target = torch.cat(topks), torch.cat(targets)
         metrics = classification_metrics(topk, target, len(self.bank.classnames), self.spec.metrics)
+        primary = self.spec.primary_metric
+        interval = classification_interval(primary, topk, target, len(self.bank.classnames),
+                                           BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
         warnings = []
         expected = self.spec.expected_num_samples
         if not partial and expected is not None and len(dataset) != expected:
@@ -113,4 +118,6 @@ class ClassificationTask(Task):
             partial=partial,
             warnings=warnings,
             transform=ctx.resize_mode or model.preprocess_description()["resize_mode"],
+            intervals={primary: interval} if interval and primary in metrics else {},
+            predictions_csv=classification_predictions_csv([dataset.names[i] for i in kept], target, topk),
         )

@@ -47,6 +47,7 @@ class ZeroShotRetrievalTask(Task):
         import torch
         from tqdm import tqdm
 
+        from ..bootstrap import BootstrapConfig, retrieval_interval, retrieval_predictions_csv
         from ..data.loader import make_loader
         from ..metrics import retrieval_metrics
 
@@ -77,7 +78,11 @@ class ZeroShotRetrievalTask(Task):
             text_to_image += [position] * len(samples.captions[index])
         text_features = torch.cat([model.encode_text(model.tokenize(texts[i:i + TEXT_BATCH])).float().cpu()
                                    for i in range(0, len(texts), TEXT_BATCH)])
-        metrics, _, _ = retrieval_metrics(torch.cat(features), text_features, text_to_image, self.ks, SCORE_BLOCK)
+        metrics, t2i, i2t = retrieval_metrics(torch.cat(features), text_features, text_to_image, self.ks,
+                                              SCORE_BLOCK)
+        interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
+                                      BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
+        primary = self.spec.primary_metric
         warnings = []
         expected = self.spec.expected_num_samples
         if not partial and expected is not None and len(dataset) != expected:
@@ -88,4 +93,6 @@ class ZeroShotRetrievalTask(Task):
             seconds=time.perf_counter() - start,
             images_per_second=len(kept) / image_seconds if image_seconds > 0 else float("nan"),
             partial=partial, warnings=warnings, transform=self.fixed_resize,
+            intervals={primary: interval} if interval and primary == "mean_recall" else {},
+            predictions_csv=retrieval_predictions_csv([samples.names[i] for i in kept], text_to_image, t2i, i2t),
         )

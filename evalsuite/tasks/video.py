@@ -21,3 +21,7 @@ class VideoMiddleFrameTask(ClassificationTask):
         if wrong:
             raise ConfigError(f"{spec.file}: task type video_middle_frame needs a video source"
                               f" ({', '.join(VIDEO_SOURCE_KINDS)}), got {wrong}")
+
+    def protocol_facts(self) -> dict[str, str]:
+        source = next((s for s in self.sources if s.kind == self.source_used), self.sources[0])
+        return {"frame_rule": source.args.frame_rule}
