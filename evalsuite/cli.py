@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluate a fixed seeded sample of N images per task; results are marked partial")
     run.add_argument("--include-path", type=Path, action="append", default=[],
                      help="extra folder with tasks/, prompts/ and/or cards/ (repeatable)")
+    run.add_argument("--no-cache-features", dest="cache_features", action="store_false",
+                     help="do not read or write the image-feature cache ($EVALSUITE_CACHE_DIR/features)")
     run.add_argument("--bootstrap", type=_non_negative_int, default=1000,
                      help="bootstrap resamples (seeded) for each primary metric's 95%% interval; 0 turns it off")
     run.add_argument("--no-resume", dest="resume", action="store_false",
@@ -135,7 +137,7 @@ def cmd_run(args) -> int:
         data_root=args.data_root or default_data_root(), output_dir=args.output_dir,
         batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
         limit=args.limit, transform=args.transform, include_paths=args.include_path, resume=args.resume,
-        bootstrap=args.bootstrap,
+        bootstrap=args.bootstrap, cache_features=args.cache_features,
         fail_fast=args.fail_fast,
         progress=args.progress,
     )

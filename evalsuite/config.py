@@ -222,6 +222,7 @@ class RunConfig:
     precision: Optional[str] = None  # None: the model card's (CUDA); CPU always fp32
     limit: Optional[int] = None
     transform: Optional[str] = None  # shortest | squash | best-of-both; None: the model card's resize
+    cache_features: bool = True  # image features and classifiers under $EVALSUITE_CACHE_DIR/features
     bootstrap: int = 1000  # bootstrap resamples for the primary metric's 95% interval (seed 0); 0 turns it off
     include_paths: list[Path] = field(default_factory=list)
     resume: bool = True

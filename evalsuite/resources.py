@@ -54,3 +54,10 @@ def prompt_dirs(include_paths=()) -> list[Path]:
 def card_dirs(include_paths=()) -> list[Path]:
     user = [check_include_path(p) / "cards" for p in include_paths]
     return [d for d in user if d.is_dir()] + [PACKAGE_DIR / "models" / "cards"]
+
+
+def default_cache_dir() -> Path:
+    """Caches (video frames, demo clips, image features): $EVALSUITE_CACHE_DIR, else ~/.cache/evalsuite."""
+    import os
+
+    return Path(os.environ.get("EVALSUITE_CACHE_DIR", Path.home() / ".cache" / "evalsuite"))

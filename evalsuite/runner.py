@@ -18,6 +18,7 @@ from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
 from .results import (TaskIdentity, format_table, is_done, task_rows, write_run_manifest, write_suites,
                       write_summary, write_task_csv, atomic_write_text)
+from .resources import default_cache_dir
 from .tasks import build_task
 from .tasks.base import RunContext, Task
 
@@ -72,8 +73,10 @@ class Runner:
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
                          bootstrap_iterations=cfg.bootstrap,
+                         cache_dir=default_cache_dir() if cfg.cache_features else None,
                          resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
         model_fp = self.model_fingerprint()
+        ctx.model_fingerprint = model_fp
         self.task_fingerprints = {}
         pending = []
         for task in self.tasks:
@@ -174,6 +177,8 @@ class Runner:
                                "prompt_digest": getattr(getattr(t, "bank", None), "digest", None)}
                       for t in self.tasks},
             "best_of_both": report.transforms,
+            # the image batch actually encoded at once (lower than --batch-size after a CUDA out-of-memory)
+            "image_batch_limit": getattr(self._model, "image_batch_limit", None) or self.config.batch_size,
             "done": report.done, "skipped": report.skipped, "failed": report.failed, "flagged": report.flagged,
             "versions": _versions(),
         })

@@ -19,6 +19,7 @@ from typing import Optional
 from PIL import Image
 
 from ..errors import ConfigError, DatasetUnavailableError
+from ..resources import default_cache_dir
 from .base import DataSource, LocalArgs, Samples, SourceContext, locate
 from .file_list import read_file_list
 
@@ -81,10 +82,6 @@ def read_middle_frame(path: str | os.PathLike, rule: str = "vissl") -> Image.Ima
         raise
     except Exception as exc:  # av.error.* and IndexError (no video stream) alike
         raise VideoDecodeError(f"{type(exc).__name__}: {exc}") from None
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("EVALSUITE_CACHE_DIR", Path.home() / ".cache" / "evalsuite"))
 
 
 def frame_cache_key(path: str | os.PathLike, rule: str) -> str:

@@ -13,7 +13,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,9 @@ class ModelAdapter(ABC):
         self.module: torch.nn.Module = self._build()
         self.module.eval()
         self.module.requires_grad_(False)
+        self.image_batch_limit: Optional[int] = None  # lowered on CUDA out-of-memory (cache.encode_with_backoff)
+        self.oom_logged = False
+        self.class_embeddings: dict = {}  # class prompts -> embedding, shared by the tasks of a run
 
     # --- to implement -----------------------------------------------------------------------------------------
     @abstractmethod

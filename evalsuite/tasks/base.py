@@ -27,6 +27,8 @@ class RunContext:
     limit: Optional[int] = None
     resize_mode: Optional[str] = None  # shortest | squash overrides the card's resize; None keeps it
     progress: bool = False
+    cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
+    model_fingerprint: str = ""  # set by the runner; part of every feature-cache key
     bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
     bootstrap_seed: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))

@@ -22,20 +22,27 @@ TEXT_BATCH = 1024  # prompts per text forward pass; classes x templates are batc
 
 
 def build_classifier(model: "ModelAdapter", prompts: list[list[str]], batch_size: int = TEXT_BATCH) -> "torch.Tensor":
-    """(C, D) class embeddings: per class the mean of the L2-normalised template embeddings, re-normalised.
+    """(C, D) class embeddings on the CPU: per class the mean of the L2-normalised template embeddings,
+    re-normalised.
 
-    All classes x templates are tokenized and encoded together in large batches, not one class at a time.
+    The prompts of all classes not yet known are encoded together in large batches (not one class at a time).
+    Class embeddings are kept on the model for the rest of the run, keyed by the class's exact prompts, so tasks
+    sharing classes and templates (ImageNet-1K, -V2, -Sketch and the -A/-R subsets) encode them once.
     """
     import torch
     import torch.nn.functional as F
 
-    num_templates = len(prompts[0])
-    flat = [p for per_class in prompts for p in per_class]
-    features = []
-    for start in range(0, len(flat), batch_size):
-        features.append(model.encode_text(model.tokenize(flat[start:start + batch_size])))
-    per_template = torch.cat(features).view(len(prompts), num_templates, -1)  # already L2-normalised
-    return F.normalize(per_template.mean(dim=1), dim=-1)
+    known: dict = model.class_embeddings
+    missing = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in known))
+    if missing:
+        flat = [p for per_class in missing for p in per_class]
+        features = torch.cat([model.encode_text(model.tokenize(flat[i:i + batch_size])).cpu()
+                              for i in range(0, len(flat), batch_size)])
+        start = 0
+        for per_class in missing:  # classes may have different template counts only across tasks
+            known[per_class] = F.normalize(features[start:start + len(per_class)].mean(dim=0), dim=-1)
+            start += len(per_class)
+    return torch.stack([known[tuple(p)] for p in prompts])
 
 
 def subset_indices(n: int, limit: int) -> list[int]:
@@ -75,35 +82,30 @@ class ClassificationTask(Task):
 
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
         import torch
-        from tqdm import tqdm
 
         from ..bootstrap import BootstrapConfig, classification_interval, classification_predictions_csv
-        from ..data.loader import make_loader
+        from ..cache import cached_image_features
         from ..metrics import classification_metrics, topk_indices
 
         start = time.perf_counter()
         dataset, partial = self.dataset(model.image_transform(ctx.resize_mode), ctx)
         classifier = build_classifier(model, self.bank.prompts())
+        resize = ctx.resize_mode or model.preprocess_description()["resize_mode"]
+        encoded = cached_image_features(model, dataset, ctx, {"data": self.data_identity, "resize": resize,
+                                                              "limit": ctx.limit,
+                                                              "source": self.spec.as_dict()["source"]}, self.name)
+        failures = encoded.failures
+        if not encoded.kept:
+            raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read:"
+                                          f" {failures[:3]}")
         k = min(5, len(self.bank.classnames))
-        topks, targets, kept, failures = [], [], [], []
-        loader = make_loader(dataset, ctx.batch_size, ctx.workers, model.device)
-        image_start = time.perf_counter()
-        for pixels, labels, indices, failed in tqdm(loader, desc=self.name, disable=not ctx.progress, leave=False):
-            failures += [msg for _, msg in failed]
-            if pixels is None:
-                continue
-            logits = model.encode_image(pixels) @ classifier.T
-            topks.append(topk_indices(logits, k).cpu())
-            targets.append(labels)
-            kept += indices.tolist()
-        image_seconds = time.perf_counter() - image_start
-        if not topks:
-            raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read: {failures[:3]}")
-        topk, target = torch.cat(topks), torch.cat(targets)
+        topk = torch.cat([topk_indices(block @ classifier.T, k) for block in encoded.features.split(4096)])
+        target, kept = encoded.labels, encoded.kept
         metrics = classification_metrics(topk, target, len(self.bank.classnames), self.spec.metrics)
         primary = self.spec.primary_metric
         interval = classification_interval(primary, topk, target, len(self.bank.classnames),
                                            BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
+        image_seconds = encoded.seconds
         warnings = []
         expected = self.spec.expected_num_samples
         if not partial and expected is not None and len(dataset) != expected:
@@ -117,7 +119,7 @@ class ClassificationTask(Task):
             images_per_second=len(target) / image_seconds if image_seconds > 0 else float("nan"),
             partial=partial,
             warnings=warnings,
-            transform=ctx.resize_mode or model.preprocess_description()["resize_mode"],
+            transform=resize,
             intervals={primary: interval} if interval and primary in metrics else {},
             predictions_csv=classification_predictions_csv([dataset.names[i] for i in kept], target, topk),
         )

@@ -45,10 +45,9 @@ class ZeroShotRetrievalTask(Task):
 
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
         import torch
-        from tqdm import tqdm
 
         from ..bootstrap import BootstrapConfig, retrieval_interval, retrieval_predictions_csv
-        from ..data.loader import make_loader
+        from ..cache import cached_image_features
         from ..metrics import retrieval_metrics
 
         start = time.perf_counter()
@@ -59,15 +58,9 @@ class ZeroShotRetrievalTask(Task):
         if partial:
             samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
         dataset = samples.dataset(model.image_transform(self.fixed_resize))
-        features, kept, failures = [], [], []
-        image_start = time.perf_counter()
-        for pixels, _, indices, failed in tqdm(make_loader(dataset, ctx.batch_size, ctx.workers, model.device),
-                                               desc=self.name, disable=not ctx.progress, leave=False):
-            failures += [msg for _, msg in failed]
-            if pixels is not None:
-                features.append(model.encode_image(pixels).float().cpu())
-                kept += indices.tolist()
-        image_seconds = time.perf_counter() - image_start
+        encoded = cached_image_features(model, dataset, ctx, {"data": samples.identity(), "resize": self.fixed_resize,
+                                                              "source": self.spec.as_dict()["source"]}, self.name)
+        kept, failures, image_seconds = encoded.kept, encoded.failures, encoded.seconds
         if not kept:
             raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read:"
                                           f" {failures[:3]}")
@@ -78,7 +71,7 @@ class ZeroShotRetrievalTask(Task):
             text_to_image += [position] * len(samples.captions[index])
         text_features = torch.cat([model.encode_text(model.tokenize(texts[i:i + TEXT_BATCH])).float().cpu()
                                    for i in range(0, len(texts), TEXT_BATCH)])
-        metrics, t2i, i2t = retrieval_metrics(torch.cat(features), text_features, text_to_image, self.ks,
+        metrics, t2i, i2t = retrieval_metrics(encoded.features, text_features, text_to_image, self.ks,
                                               SCORE_BLOCK)
         interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
                                       BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))

@@ -142,8 +142,15 @@ def test_cli_kinetics_folder_counts_failures_and_reuses_cached_frames(tiny_model
     assert len(calls) == 6
 
     calls.clear()
-    assert main(argv + ["--no-resume"]) == 3
-    assert sorted(Path(c).name for c in calls) == ["broken.mp4", "empty.mp4"]  # good clips came from the cache
+    assert main(argv + ["--no-resume", "--no-cache-features"]) == 3
+    assert sorted(Path(c).name for c in calls) == ["broken.mp4", "empty.mp4"]  # good clips: from the frame cache
+
+    calls.clear()
+    assert main(argv + ["--no-resume"]) == 3  # with the image-feature cache: no clip is touched at all
+    assert calls == []
+    rows2 = {r["metric"]: r for r in csv.DictReader((model_dir / "kinetics400.csv").open())}
+    assert {r["num_failed"] for r in rows2.values()} == {"2"}
+    assert rows2["acc1"]["value"] == rows["acc1"]["value"]
 
 
 def test_ucf101_list_file_layout(tiny_model_dir, tmp_path):

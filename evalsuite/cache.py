@@ -1,0 +1,137 @@
+"""Image encoding with OOM back-off, and the on-disk feature cache.
+
+Image features depend on the model, the samples (data identity, ``--limit`` subset) and the resize, never on the
+prompts: a run with new templates re-scores cached features without decoding or encoding an image. Text
+classifiers are cached by model and prompt digest. Keys are fingerprints (invalidation never depends on time);
+files are written atomically (temp file + rename), so a killed run never leaves a truncated entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import torch
+
+if TYPE_CHECKING:
+    from .models.base import ModelAdapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodedImages:
+    features: torch.Tensor  # (kept, D) float32 on the CPU, L2-normalised
+    labels: torch.Tensor  # (kept,)
+    kept: list[int]  # dataset indices of the readable samples, in order
+    failures: list[str]  # one message per unreadable sample
+    seconds: float  # decoding + encoding time (0 when read from the cache)
+    from_cache: bool = False
+
+
+def cache_key(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class FeatureCache:
+    """``<root>/features/<kind>/<key>.pt`` files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "features"
+
+    def _path(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{key}.pt"
+
+    def load(self, kind: str, key: str) -> Optional[dict]:
+        path = self._path(kind, key)
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged entry is recomputed, and says so
+            log.warning("feature cache entry %s unreadable (%s); recomputing", path, exc)
+            return None
+
+    def save(self, kind: str, key: str, payload: dict) -> None:
+        path = self._path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def encode_with_backoff(model: "ModelAdapter", pixels: torch.Tensor) -> torch.Tensor:
+    """Encode a batch in chunks of ``model.image_batch_limit``; on CUDA out-of-memory halve the limit (down to 1)
+    and retry, logging the first time. Per-sample features do not depend on the chunking."""
+    out, start = [], 0
+    while start < len(pixels):
+        size = min(model.image_batch_limit or len(pixels), len(pixels) - start)
+        try:
+            out.append(model.encode_image(pixels[start:start + size]).cpu())
+            start += size
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_oom(exc) or size == 1:
+                raise
+            model.image_batch_limit = max(1, size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if not model.oom_logged:
+                log.warning("CUDA out of memory at image batch %d; encoding in chunks of %d from now on", size,
+                            model.image_batch_limit)
+                model.oom_logged = True
+    return torch.cat(out)
+
+
+def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str,
+                  progress: bool = False) -> EncodedImages:
+    from tqdm import tqdm
+
+    from .data.loader import make_loader
+
+    features, labels, kept, failures = [], [], [], []
+    start = time.perf_counter()
+    loader = make_loader(dataset, batch_size, workers, model.device)
+    for pixels, batch_labels, indices, failed in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        failures += [msg for _, msg in failed]
+        if pixels is None:
+            continue
+        features.append(encode_with_backoff(model, pixels))
+        labels.append(batch_labels)
+        kept += indices.tolist()
+    seconds = time.perf_counter() - start
+    if not features:
+        return EncodedImages(torch.empty(0, 0), torch.empty(0, dtype=torch.long), [], failures, seconds)
+    return EncodedImages(torch.cat(features), torch.cat(labels), kept, failures, seconds)
+
+
+def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, desc: str) -> EncodedImages:
+    """Encoded images from the feature cache when ``ctx.cache_dir`` is set and holds them, else encoded now (and
+    stored). ``key_parts`` must identify the samples and the transform; the model fingerprint is added here."""
+    cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None else None
+    key = cache_key(model=ctx.model_fingerprint, **key_parts)
+    if cache is not None and ctx.model_fingerprint:
+        hit = cache.load("images", key)
+        if hit is not None and len(hit["names"]) == len(dataset.names) and hit["names"] == list(dataset.names):
+            log.info("%s: image features from the cache (%d samples, no decoding)", desc, len(hit["kept"]))
+            return EncodedImages(hit["features"], hit["labels"], hit["kept"], hit["failures"], 0.0, True)
+    encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress)
+    if cache is not None and ctx.model_fingerprint:
+        cache.save("images", key, {"features": encoded.features, "labels": encoded.labels, "kept": encoded.kept,
+                                   "failures": encoded.failures, "names": list(dataset.names)})
+    return encoded
