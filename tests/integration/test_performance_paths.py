@@ -1,0 +1,85 @@
+"""Performance paths must not change numbers: batch sizes, OOM back-off, the feature cache (a re-run with new
+templates decodes no image), class-embedding reuse."""
+
+import csv
+
+import pytest
+import torch
+
+from evalsuite.cache import encode_with_backoff
+from evalsuite.cli import main
+
+from helpers import CIFAR10_CLASSES, write_class_folders
+
+
+def metrics_of(out_dir, task="cifar10"):
+    rows = csv.DictReader((next(out_dir.iterdir()) / f"{task}.csv").open())
+    return {r["metric"]: r["value"] for r in rows}
+
+
+def test_batch_sizes_give_identical_metrics(tiny_model_dir, cifar_like_root, tmp_path):
+    results = []
+    for batch in (1, 7, 64):
+        out = tmp_path / f"b{batch}"
+        assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "cifar10", "--data-root",
+                     str(cifar_like_root), "--output-dir", str(out), "--workers", "0", "--batch-size", str(batch),
+                     "--no-cache-features"]) == 0
+        results.append(metrics_of(out))
+    assert results[0] == results[1] == results[2]
+
+
+class FlakyGPUModel:
+    """Encodes like a real adapter but 'runs out of memory' above 3 images per call."""
+
+    def __init__(self):
+        self.image_batch_limit, self.oom_logged, self.calls = None, False, []
+
+    def encode_image(self, pixels):
+        self.calls.append(len(pixels))
+        if len(pixels) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return pixels.flatten(1)[:, :4] * 2
+
+
+def test_oom_back_off_halves_until_it_fits_and_keeps_results():
+    model, pixels = FlakyGPUModel(), torch.arange(10 * 8, dtype=torch.float32).view(10, 2, 2, 2)
+    features = encode_with_backoff(model, pixels)
+    assert torch.equal(features, pixels.flatten(1)[:, :4] * 2)
+    assert model.image_batch_limit == 2 and model.oom_logged  # 10 -> 5 -> 2
+    assert encode_with_backoff(model, pixels).shape == (10, 4) and max(model.calls[-5:]) == 2
+
+
+def test_other_runtime_errors_are_not_swallowed():
+    class Broken(FlakyGPUModel):
+        def encode_image(self, pixels):
+            raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        encode_with_backoff(Broken(), torch.zeros(4, 3))
+
+
+def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_model_dir, tmp_path, monkeypatch):
+    import evalsuite.data.image_folder as image_folder
+
+    write_class_folders(tmp_path / "data" / "pets", ["cat", "dog"], per_class=5)
+    inc = tmp_path / "inc"
+    for sub in ("tasks", "prompts/classnames", "prompts/templates"):
+        (inc / sub).mkdir(parents=True)
+    (inc / "tasks" / "pets.yaml").write_text(
+        "name: pets\ntype: classification\nversion: 1\nsource: {kind: image_folder, args: {}}\n"
+        "classnames: pets\ntemplates: pets\nnum_classes: 2\nmetrics: [acc1]\nprimary_metric: acc1\n")
+    (inc / "prompts/classnames/pets.yaml").write_text("source: test\nclassnames: [cat, dog]\n")
+    templates = inc / "prompts/templates/pets.yaml"
+    decoded = []
+    real = image_folder.load_image_file
+    monkeypatch.setattr(image_folder, "load_image_file", lambda p: decoded.append(p) or real(p))
+    argv = ["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "pets", "--data-root", str(tmp_path / "data"),
+            "--include-path", str(inc), "--output-dir", str(tmp_path / "out"), "--workers", "0"]
+    templates.write_text("source: test\ntemplates: ['a photo of a {c}.']\n")
+    assert main(argv) == 0 and len(decoded) == 10
+    decoded.clear()
+    templates.write_text("source: test\ntemplates: ['a blurry photo of a {c}.', 'the {c}.']\n")
+    assert main(argv) == 0  # new prompts: a new task fingerprint, so it runs ...
+    assert decoded == []  # ... on the cached image features
+    manifest = (next((tmp_path / "out").iterdir()) / "run.json").read_text()
+    assert '"image_batch_limit": 256' in manifest
