@@ -98,6 +98,8 @@ class ModelAdapter(ABC):
         self.image_batch_limit: Optional[int] = None  # lowered on CUDA out-of-memory (cache.encode_with_backoff)
         self.oom_logged = False
         self.class_embeddings: dict = {}  # class prompts -> embedding, shared by the tasks of a run
+        self.truncate_text = False
+        self.truncate_text = self._truncation_is_exact()
 
     # --- to implement -----------------------------------------------------------------------------------------
     @abstractmethod
@@ -149,9 +151,41 @@ class ModelAdapter(ABC):
         return F.normalize(features.float(), dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        from .text_truncation import trim_padding, truncated_text_features
+
         with torch.inference_mode(), self.autocast():
-            features = self._encode_text(tokens.to(self.device, non_blocking=True))
+            if self.truncate_text:
+                tokens = trim_padding(tokens).to(self.device, non_blocking=True)
+                features = truncated_text_features(self._text_tower(), tokens)
+            else:
+                features = self._encode_text(tokens.to(self.device, non_blocking=True))
         return F.normalize(features.float(), dim=-1)
+
+    def _text_tower(self) -> Optional[torch.nn.Module]:
+        """The open_clip-style text tower, for prompt truncation; None where it does not apply."""
+        return None
+
+    def _truncation_is_exact(self) -> bool:
+        """Enable truncated text encoding only if it reproduces the full-context features on probe prompts."""
+        from .text_truncation import can_truncate
+
+        if not can_truncate(self._text_tower()):
+            return False
+        probe = self.tokenize(["a photo of a cat.", "a blurry photo of the great white shark, a type of fish.", "x"])
+        full = self.encode_text(probe)
+        self.truncate_text = True
+        try:
+            short = self.encode_text(probe)
+        finally:
+            self.truncate_text = False
+        tolerance = 1e-4 if self.device.type == "cpu" or self.precision == "fp32" else 5e-3
+        diff = (full - short).abs().max().item()
+        if diff > tolerance:
+            log.warning("%s: truncated text encoding differs by %.2g from the full context; not used", self.name,
+                        diff)
+            return False
+        log.debug("%s: prompts encoded at their batch's longest length (max feature diff %.2g)", self.name, diff)
+        return True
 
     def fingerprint(self) -> str:
         return model_fingerprint(type(self), self.card, self.precision)

@@ -418,3 +418,6 @@ class EvaNativeAdapter(ModelAdapter):
 
     def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.module.encode_text(tokens)
+
+    def _text_tower(self):
+        return self.module.text

@@ -95,6 +95,9 @@ class OpenClipAdapter(ModelAdapter):
     def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.module.encode_text(tokens)
 
+    def _text_tower(self):
+        return self.module if hasattr(self.module, "token_embedding") else getattr(self.module, "text", None)
+
 def _weights_file(source: WeightsSource) -> Path:
     """The weights file of a local source (a file, or the checkpoint inside an open_clip folder)."""
     path = resolve(source).path
