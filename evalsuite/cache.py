@@ -100,24 +100,33 @@ def encode_with_backoff(model: "ModelAdapter", pixels: torch.Tensor) -> torch.Te
 
 def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str,
                   progress: bool = False) -> EncodedImages:
+    """Decode and encode every sample; under torchrun each rank takes a strided shard and the shards are
+    gathered back into sample order, so every rank ends with the same result as a single process."""
     from tqdm import tqdm
 
     from .data.loader import make_loader
+    from .distributed import gather_shards, rank_and_size, shard
 
+    distributed = rank_and_size()[1] > 1
+    indices_of = shard(len(dataset)) if distributed else None
+    part = dataset.subset(indices_of) if distributed else dataset
     features, labels, kept, failures = [], [], [], []
     start = time.perf_counter()
-    loader = make_loader(dataset, batch_size, workers, model.device)
+    loader = make_loader(part, batch_size, workers, model.device)
     for pixels, batch_labels, indices, failed in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        failures += [msg for _, msg in failed]
+        failures += [(indices_of[i] if distributed else i, msg) for i, msg in failed]
         if pixels is None:
             continue
         features.append(encode_with_backoff(model, pixels))
         labels.append(batch_labels)
-        kept += indices.tolist()
-    seconds = time.perf_counter() - start
-    if not features:
-        return EncodedImages(torch.empty(0, 0), torch.empty(0, dtype=torch.long), [], failures, seconds)
-    return EncodedImages(torch.cat(features), torch.cat(labels), kept, failures, seconds)
+        kept += [indices_of[i] if distributed else i for i in indices.tolist()]
+    feats = torch.cat(features) if features else torch.empty(0, 0)
+    labs = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+    if distributed:
+        kept, feats, labs, messages = gather_shards(kept, feats, labs, failures)
+    else:
+        messages = [msg for _, msg in failures]
+    return EncodedImages(feats, labs, kept, messages, time.perf_counter() - start)
 
 
 def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, desc: str) -> EncodedImages:
@@ -131,7 +140,9 @@ def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, 
             log.info("%s: image features from the cache (%d samples, no decoding)", desc, len(hit["kept"]))
             return EncodedImages(hit["features"], hit["labels"], hit["kept"], hit["failures"], 0.0, True)
     encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress)
-    if cache is not None and ctx.model_fingerprint:
+    from .distributed import is_writer
+
+    if cache is not None and ctx.model_fingerprint and is_writer():
         cache.save("images", key, {"features": encoded.features, "labels": encoded.labels, "kept": encoded.kept,
                                    "failures": encoded.failures, "names": list(dataset.names)})
     return encoded

@@ -130,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from .config import RunConfig
+    from .distributed import init_from_env
     from .runner import Runner
 
+    args.device = init_from_env(args.device)  # under torchrun: join the group, one device per rank
     config = RunConfig(
         model=args.model, tasks=args.tasks, weights=args.weights, arch=args.arch,
         data_root=args.data_root or default_data_root(), output_dir=args.output_dir,

@@ -29,7 +29,15 @@ SUITE_COLUMNS = ("suite", "value", "num_tasks", "tasks", "partial")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and ``os.replace``: readers never see half a file."""
+    """Write via a temp file in the same folder and ``os.replace``: readers never see half a file. Under torchrun
+    only rank 0 writes (every rank holds identical results)."""
+    import sys
+
+    if "torch.distributed" in sys.modules:  # never import torch here for the light commands
+        from .distributed import is_writer
+
+        if not is_writer():
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

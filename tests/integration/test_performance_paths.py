@@ -9,7 +9,7 @@ import torch
 from evalsuite.cache import encode_with_backoff
 from evalsuite.cli import main
 
-from helpers import CIFAR10_CLASSES, write_class_folders
+from helpers import write_class_folders
 
 
 def metrics_of(out_dir, task="cifar10"):
