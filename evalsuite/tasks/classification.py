@@ -80,6 +80,21 @@ class ClassificationTask(Task):
             dataset = dataset.subset(subset_indices(len(dataset), ctx.limit))
         return dataset, partial
 
+    def classifier(self, model: "ModelAdapter", ctx: RunContext) -> "torch.Tensor":
+        """The class embeddings, from the feature cache (keyed by model and prompts) when present."""
+        from ..cache import FeatureCache, cache_key
+        from ..distributed import is_writer
+
+        cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None and ctx.model_fingerprint else None
+        key = cache_key(model=ctx.model_fingerprint, prompts=self.bank.digest)
+        hit = cache.load("classifiers", key) if cache else None
+        if hit is not None and hit["classifier"].shape[0] == len(self.bank.classnames):
+            return hit["classifier"]
+        classifier = build_classifier(model, self.bank.prompts())
+        if cache is not None and is_writer():
+            cache.save("classifiers", key, {"classifier": classifier})
+        return classifier
+
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
         import torch
 
@@ -89,7 +104,7 @@ class ClassificationTask(Task):
 
         start = time.perf_counter()
         dataset, partial = self.dataset(model.image_transform(ctx.resize_mode), ctx)
-        classifier = build_classifier(model, self.bank.prompts())
+        classifier = self.classifier(model, ctx)
         resize = ctx.resize_mode or model.preprocess_description()["resize_mode"]
         encoded = cached_image_features(model, dataset, ctx, {"data": self.data_identity, "resize": resize,
                                                               "limit": ctx.limit,

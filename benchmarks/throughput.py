@@ -1,0 +1,101 @@
+"""End-to-end images/s of `evalsuite run` on one task vs the pure forward images/s of the same model on the same
+images already decoded and transformed (the ceiling: a pipeline that hides decoding completely reaches 1.0).
+
+Model: ViT-B-32 at random init (open_clip architecture, CPU fp32). Data: 400 generated 500x375 JPEGs in 4 class
+folders (the size the README's decode figures refer to). evalsuite's figure is the task's images_per_second
+(decode in DataLoader workers + transform + encode, as the CSV records it); the forward figure encodes the
+pre-decoded tensors in the same batch size. Target on CPU: ratio >= 0.9.
+
+    python benchmarks/throughput.py [--images 400 --batch-size 32 --workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_images(root: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / "things" / f"class{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)
+        pixels[:, :, i % 3] = 200  # some structure, not pure noise
+        Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def write_task(include: Path) -> None:
+    for sub in ("tasks", "prompts/classnames", "prompts/templates"):
+        (include / sub).mkdir(parents=True, exist_ok=True)
+    (include / "tasks" / "things.yaml").write_text(
+        "name: things\ntype: classification\nversion: 1\nsource: {kind: image_folder, args: {}}\n"
+        "classnames: things\ntemplates: things\nnum_classes: 4\nmetrics: [acc1]\nprimary_metric: acc1\n")
+    names = "[" + ", ".join(f"class{i}" for i in range(4)) + "]"
+    (include / "prompts/classnames/things.yaml").write_text(f"source: generated\nclassnames: {names}\n")
+    (include / "prompts/templates/things.yaml").write_text("source: generated\ntemplates: ['a photo of a {c}.']\n")
+
+
+def write_model(folder: Path) -> None:
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    cfg = open_clip.get_model_config("ViT-B-32")
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+
+
+def main() -> None:
+    import torch
+
+    from evalsuite.cli import main as evalsuite_main
+    from evalsuite.models.loading import load_model, resolve_card
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["EVALSUITE_CACHE_DIR"] = str(tmp / "cache")
+        write_images(tmp / "data", args.images)
+        write_task(tmp / "inc")
+        write_model(tmp / "model")
+        argv = ["run", "--model", f"local-dir:{tmp / 'model'}", "--tasks", "things", "--data-root", str(tmp / "data"),
+                "--include-path", str(tmp / "inc"), "--output-dir", str(tmp / "out"), "--batch-size",
+                str(args.batch_size), "--no-cache-features", "--bootstrap", "0"]
+        if args.workers is not None:
+            argv += ["--workers", str(args.workers)]
+        assert evalsuite_main(argv) == 0
+        row = next(csv.DictReader(next((tmp / "out").iterdir()).joinpath("things.csv").open()))
+        pipeline = float(row["images_per_second"])
+
+        model = load_model(resolve_card(f"local-dir:{tmp / 'model'}"), device="cpu")
+        transform = model.image_transform()
+        paths = sorted((tmp / "data" / "things").rglob("*.jpg"))
+        pixels = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+        model.encode_image(pixels[: args.batch_size])  # warm-up
+        start = time.perf_counter()
+        for batch in pixels.split(args.batch_size):
+            model.encode_image(batch)
+        forward = len(pixels) / (time.perf_counter() - start)
+    print(f"evalsuite run (decode + transform + encode): {pipeline:.1f} images/s")
+    print(f"pure forward on pre-decoded tensors:         {forward:.1f} images/s")
+    print(f"ratio: {pipeline / forward:.2f} (target >= 0.9 on CPU)")
+
+
+if __name__ == "__main__":
+    main()

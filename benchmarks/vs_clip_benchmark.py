@@ -1,0 +1,138 @@
+"""evalsuite vs CLIP_benchmark on the same model and the same data, cold and warm, fp32 on CPU.
+
+Model: a small random-init open_clip CLIP (ViT, patch 32, 224 px; real 77-token text tower) saved in open_clip's
+``local-dir`` format, so both tools load the identical file. Data (from ../shared/data): CIFAR-10 test (10,000
+images), the ImageNet sample (1,000 images, 1,000 classes x 80 templates) as ``imagenet1k``, and the same images
+foldered by WordNet id as ``imagenet_sketch`` (a second ImageNet-family task with the same prompts).
+
+CLIP_benchmark is run the way its CLI runs a list of datasets: per dataset it creates the model and transforms,
+builds a DataLoader and calls ``zeroshot_classification.evaluate`` (classifier one class at a time, 77 tokens,
+no caching) with ``amp=False``. Its CLI cannot read these folder layouts, so its library functions are called in
+the CLI's order; numpy < 2.4 and requests are pinned by evalsuite's own dependencies for it. evalsuite runs
+``evalsuite run --tasks cifar10,imagenet1k,imagenet_sketch`` once with an empty cache (cold) and again with the
+feature cache filled (warm). The metrics of both must agree.
+
+    python benchmarks/vs_clip_benchmark.py [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("EVALSUITE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+SMALL_CFG = {
+    "embed_dim": 256,
+    "vision_cfg": {"image_size": 224, "layers": 4, "width": 256, "head_width": 64, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 256, "heads": 4, "layers": 6},
+}
+
+
+def write_model(folder: Path) -> Path:
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from evalsuite.models.card import OPENAI_MEAN, OPENAI_STD
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**SMALL_CFG).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    preprocess = {"size": 224, "mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic",
+                  "resize_mode": "shortest"}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": SMALL_CFG, "preprocess_cfg": preprocess}))
+    return folder
+
+
+def build_data(root: Path) -> dict[str, Path]:
+    """evalsuite's data root: cifar10 -> the shared export; imagenet1k -> the flat sample; imagenet_sketch -> the
+    same images in wnid folders (symlinks)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cifar10").symlink_to(SHARED / "cifar10-test")
+    (root / "imagenet1k").symlink_to(SHARED / "imagenet-sample")
+    sketch = root / "imagenet_sketch"
+    for image in sorted((SHARED / "imagenet-sample").iterdir()):
+        wnid = image.name.split("_")[0]
+        (sketch / wnid).mkdir(parents=True, exist_ok=True)
+        (sketch / wnid / image.name).symlink_to(image)
+    return {"cifar10": root / "cifar10", "imagenet1k": sketch, "imagenet_sketch": sketch}
+
+
+def run_clip_benchmark(model_dir: Path, folders: dict[str, Path], workers: int) -> tuple[float, dict]:
+    import open_clip
+    import torch
+    from clip_benchmark.metrics import zeroshot_classification as zsc
+    from torchvision.datasets import ImageFolder
+
+    from evalsuite.catalog import Catalog
+    from evalsuite.tasks import build_task
+
+    catalog = Catalog.load()
+    start, acc1 = time.perf_counter(), {}
+    for task, folder in folders.items():
+        bank = build_task(catalog.tasks[task]).bank  # the same class names and templates
+        model, _, transform = open_clip.create_model_and_transforms(f"local-dir:{model_dir}")  # per dataset
+        model.eval()
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}")
+        loader = torch.utils.data.DataLoader(ImageFolder(str(folder), transform=transform), batch_size=64,
+                                             num_workers=workers)
+        metrics = zsc.evaluate(model, loader, tokenizer, bank.classnames, bank.templates, "cpu", amp=False)
+        acc1[task] = metrics["acc1"]
+    return time.perf_counter() - start, acc1
+
+
+def run_evalsuite(model_dir: Path, data_root: Path, out: Path, workers: int) -> tuple[float, dict]:
+    import csv
+
+    from evalsuite.cli import main
+
+    start = time.perf_counter()
+    code = main(["run", "--model", f"local-dir:{model_dir}", "--tasks", "cifar10,imagenet1k,imagenet_sketch",
+                 "--data-root", str(data_root), "--output-dir", str(out), "--workers", str(workers),
+                 "--batch-size", "64", "--no-resume", "--bootstrap", "0"])
+    seconds = time.perf_counter() - start
+    if code != 0:
+        sys.exit(f"evalsuite run failed with exit code {code}")
+    model_out = next(out.iterdir())
+    acc1 = {}
+    for task in ("cifar10", "imagenet1k", "imagenet_sketch"):
+        rows = {r["metric"]: r for r in csv.DictReader((model_out / f"{task}.csv").open())}
+        acc1[task] = float(rows["acc1"]["value"])
+    return seconds, acc1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for both tools")
+    args = parser.parse_args()
+    if not (SHARED / "cifar10-test").is_dir():
+        sys.exit(f"needs {SHARED} (cifar10-test, imagenet-sample)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["EVALSUITE_CACHE_DIR"] = str(tmp / "cache")
+        model_dir = write_model(tmp / "model")
+        folders = build_data(tmp / "data")
+        cb_seconds, cb_acc = run_clip_benchmark(model_dir, folders, args.workers)
+        cold, ours_acc = run_evalsuite(model_dir, tmp / "data", tmp / "out-cold", args.workers)
+        warm, warm_acc = run_evalsuite(model_dir, tmp / "data", tmp / "out-warm", args.workers)
+    print(f"{'task':<16} {'CLIP_benchmark':>15} {'evalsuite':>10} {'warm':>10}   (acc1, %)")
+    for task in cb_acc:
+        print(f"{task:<16} {100 * cb_acc[task]:>15.2f} {100 * ours_acc[task]:>10.2f} {100 * warm_acc[task]:>10.2f}")
+    print(f"\nwall time: CLIP_benchmark {cb_seconds:.1f} s, evalsuite cold {cold:.1f} s, warm {warm:.1f} s")
+    print(f"speed-up cold: {cb_seconds / cold:.2f}x (target >= 3), warm: {cb_seconds / warm:.2f}x (target >= 20)")
+    worst = max(abs(cb_acc[t] - ours_acc[t]) for t in cb_acc)
+    same = worst <= 0.001 and ours_acc == warm_acc
+    print(f"metrics agree: {'yes' if same else 'NO'} (largest acc1 difference {100 * worst:.2f} pp; warm == cold:"
+          f" {ours_acc == warm_acc})")
+
+
+if __name__ == "__main__":
+    main()
