@@ -37,6 +37,8 @@ bench: install
 	$(PY) benchmarks/bench_classification.py
 	$(PY) benchmarks/bench_native_load.py
 	$(PY) benchmarks/bench_retrieval_memory.py
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/vs_clip_benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache results/demo
