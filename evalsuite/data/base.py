@@ -83,6 +83,27 @@ class DataSource(ABC):
         self.samples(ctx)  # raises with the source's instructions when the data is missing
 
 
+class DownloadingSource(DataSource):
+    """A source that ``evalsuite prepare`` can download: data lives in ``<data-root>/<args.dir or task name>``;
+    ``fetch`` fills a staging folder through ``download_into`` and moves it into place only when that succeeds."""
+
+    def root(self, data_root: Path) -> Path:
+        return (data_root / (self.args.dir or self.spec.name)).resolve()
+
+    @abstractmethod
+    def download_into(self, target: Path, ctx: SourceContext, stage: Path) -> None:
+        """Create the dataset at ``target`` (inside the scratch folder ``stage``); raise DatasetUnavailableError."""
+
+    def fetch(self, ctx: SourceContext) -> None:
+        root = self.root(ctx.data_root)
+        if root.exists():
+            self.samples(ctx)  # already there; raises if it is not readable
+            return
+        with staging_folder(ctx.data_root, self.spec.name) as stage:
+            self.download_into(stage / "data", ctx, stage)
+            (stage / "data").rename(root)
+
+
 @dataclass(frozen=True)
 class Samples:
     """A source's listing: items, their labels, how to load one item, and display names for error lists."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetUnavailableError
-from .base import DataSource, LocalArgs, Samples, SourceContext, load_image_file, locate, staging_folder
+from .base import DataSource, DownloadingSource, LocalArgs, Samples, SourceContext, load_image_file, locate
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +171,8 @@ def convert_rows(rows, out: Path) -> int:
     return len(images)
 
 
-class HFCaptionsSource(DataSource):
+class HFCaptionsSource(DownloadingSource):
     Args = HFCaptionsArgs
-
-    def root(self, data_root: Path) -> Path:
-        return (data_root / (self.args.dir or self.spec.name)).resolve()
 
     def samples(self, ctx: SourceContext) -> CaptionedSamples:
         path = self.root(ctx.data_root) / CONVERTED
@@ -202,12 +199,6 @@ class HFCaptionsSource(DataSource):
                                           f" {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                                           ) from None
 
-    def fetch(self, ctx: SourceContext) -> None:
-        root = self.root(ctx.data_root)
-        if root.exists():
-            self.samples(ctx)
-            return
-        with staging_folder(ctx.data_root, self.spec.name) as stage:
-            count = convert_rows(self.load_rows(stage), stage / "data")
-            (stage / "data").rename(root)
-        log.info("task %s: %d images from %s into %s", self.spec.name, count, self.args.repo, root)
+    def download_into(self, target: Path, ctx: SourceContext, stage: Path) -> None:
+        count = convert_rows(self.load_rows(stage), target)
+        log.info("task %s: %d images from %s", self.spec.name, count, self.args.repo)

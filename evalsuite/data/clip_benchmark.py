@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import DataSource, Samples, SourceContext, staging_folder
+from .base import DownloadingSource, Samples, SourceContext
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def dataset_labels(ds: Any, where: str) -> list[int]:
     return [int(ds[i][1]) for i in range(n)]
 
 
-class ClipBenchmarkSource(DataSource):
+class ClipBenchmarkSource(DownloadingSource):
     """Data under ``<data-root>/<dir>`` in the layout CLIP_benchmark (torchvision) downloads to."""
 
     Args = ClipBenchmarkArgs
@@ -95,9 +95,6 @@ class ClipBenchmarkSource(DataSource):
         super().__init__(spec, source)
         if not self.args.dataset.strip():
             raise ConfigError(f"{spec.file}: source clip_benchmark needs a non-empty 'dataset'")
-
-    def root(self, data_root: Path) -> Path:
-        return (data_root / (self.args.dir or self.spec.name)).resolve()
 
     def _advice(self, download: bool = False) -> str:
         extra = f" {self.args.instructions}" if self.args.instructions else ""
@@ -135,13 +132,6 @@ class ClipBenchmarkSource(DataSource):
                  self.args.dataset, root)
         return Samples(list(range(len(labels))), labels, ImageAt(ds), names)
 
-    def fetch(self, ctx: SourceContext) -> None:
-        """Download into a staging folder and move it into place only when the dataset builds: a failed or
-        offline download leaves ``--data-root`` (and the working directory) as they were."""
-        root = self.root(ctx.data_root)
-        if root.exists():
-            self.samples(ctx)  # already there; raises if it is not readable
-            return
-        with staging_folder(ctx.data_root, self.spec.name) as stage, working_directory(stage):
-            self._build(stage / "data", download=True)
-            (stage / "data").rename(root)
+    def download_into(self, target: Path, ctx: SourceContext, stage: Path) -> None:
+        with working_directory(stage):  # its shell downloads land in the scratch folder, not the user's cwd
+            self._build(target, download=True)

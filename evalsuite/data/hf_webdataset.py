@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import DataSource, Samples, SourceContext, staging_folder
+from .base import DownloadingSource, Samples, SourceContext
 from .file_list import read_file_list
 
 log = logging.getLogger(__name__)
@@ -78,16 +78,13 @@ def convert_shards(snapshot: Path, split: str, out: Path, num_classes: int) -> i
     return len(rows)
 
 
-class HFWebdatasetSource(DataSource):
+class HFWebdatasetSource(DownloadingSource):
     Args = HFWebdatasetArgs
 
     def __init__(self, spec, source) -> None:
         super().__init__(spec, source)
         if "/" not in self.args.repo:
             raise ConfigError(f"{spec.file}: source hf_webdataset 'repo' must be owner/name, got {self.args.repo!r}")
-
-    def root(self, data_root: Path) -> Path:
-        return (data_root / (self.args.dir or self.spec.name)).resolve()
 
     def samples(self, ctx: SourceContext) -> Samples:
         manifest = self.root(ctx.data_root) / MANIFEST
@@ -115,16 +112,10 @@ class HFWebdatasetSource(DataSource):
             ) from None
         return Path(folder), commit
 
-    def fetch(self, ctx: SourceContext) -> None:
-        root = self.root(ctx.data_root)
-        if root.exists():
-            self.samples(ctx)
-            return
-        with staging_folder(ctx.data_root, self.spec.name) as stage:
-            snapshot, commit = self.download(stage)
-            count = convert_shards(snapshot, self.args.split, stage / "data", len(ctx.label_keys))
-            provenance = {"repo": self.args.repo, "revision": self.args.revision, "commit": commit,
-                          "split": self.args.split, "samples": count}
-            (stage / "data" / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-            (stage / "data").rename(root)
-        log.info("task %s: %d samples from %s@%s into %s", self.spec.name, count, self.args.repo, commit, root)
+    def download_into(self, target: Path, ctx: SourceContext, stage: Path) -> None:
+        snapshot, commit = self.download(stage)
+        count = convert_shards(snapshot, self.args.split, target, len(ctx.label_keys))
+        provenance = {"repo": self.args.repo, "revision": self.args.revision, "commit": commit,
+                      "split": self.args.split, "samples": count}
+        (target / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        log.info("task %s: %d samples from %s@%s", self.spec.name, count, self.args.repo, commit)
