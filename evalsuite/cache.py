@@ -22,6 +22,7 @@ import torch
 
 if TYPE_CHECKING:
     from .models.base import ModelAdapter
+    from .pixel_cache import PixelCache
 
 log = logging.getLogger(__name__)
 
@@ -99,47 +100,88 @@ def encode_with_backoff(model: "ModelAdapter", pixels: torch.Tensor) -> torch.Te
 
 
 def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str,
-                  progress: bool = False) -> EncodedImages:
+                  progress: bool = False, pixels: Optional[tuple["PixelCache", str]] = None) -> EncodedImages:
     """Decode and encode every sample; under torchrun each rank takes a strided shard and the shards are
-    gathered back into sample order, so every rank ends with the same result as a single process."""
+    gathered back into sample order, so every rank ends with the same result as a single process.
+
+    ``pixels`` (``--cache-pixels``): a pixel cache and the key of this dataset's entry; when the entry exists the
+    uint8 pixels are read from it (no decoding), else a single-process run stores them while encoding.
+    """
     from tqdm import tqdm
 
-    from .data.loader import make_loader
     from .distributed import gather_shards, rank_and_size, shard
 
     distributed = rank_and_size()[1] > 1
-    indices_of = shard(len(dataset)) if distributed else None
-    part = dataset.subset(indices_of) if distributed else dataset
-    features, labels, kept, failures = [], [], [], []
     start = time.perf_counter()
-    loader = make_loader(part, batch_size, workers, model.device)
-    for pixels, batch_labels, indices, failed in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        failures += [(indices_of[i] if distributed else i, msg) for i, msg in failed]
-        if pixels is None:
-            continue
-        features.append(encode_with_backoff(model, pixels))
-        labels.append(batch_labels)
-        kept += [indices_of[i] if distributed else i for i in indices.tolist()]
+    cached = pixels[0].load(pixels[1]) if pixels is not None else None
+    writer = None
+    if cached is not None:
+        log.info("%s: pixels from the pixel cache (%d images, no decoding)", desc, len(cached.kept))
+        rows = shard(len(cached.kept)) if distributed else list(range(len(cached.kept)))
+        own_failures = cached.failures if rank_and_size()[0] == 0 else []
+        batches = iter([(None, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), own_failures)])
+        batches = _chain(batches, cached.batches(rows, batch_size))
+        to_global = None
+    else:
+        from .data.loader import make_loader
+
+        to_global = shard(len(dataset)) if distributed else None
+        part = dataset.subset(to_global) if distributed else dataset
+        batches = iter(make_loader(part, batch_size, workers, model.device))
+        if pixels is not None and not distributed:  # shards of one entry would need a cross-rank writer
+            writer = pixels[0].writer(pixels[1], len(dataset), dataset.transform.spec.size)
+    features, labels, kept, failures = [], [], [], []
+    try:
+        for batch, batch_labels, indices, failed in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            failures += [(to_global[i] if to_global else i, msg) for i, msg in failed]
+            if batch is None:
+                continue
+            if isinstance(batch, list):  # JPEGs left for the device's decoder
+                batch = dataset.transform.finish(batch, model.device)
+            if writer is not None:
+                writer.add(batch, batch_labels, indices)
+            features.append(encode_with_backoff(model, batch))
+            labels.append(batch_labels)
+            kept += [to_global[i] if to_global else i for i in indices.tolist()]
+        if writer is not None:
+            writer.commit(failures)
+            writer = None
+    finally:
+        if writer is not None:
+            writer.discard()
     feats = torch.cat(features) if features else torch.empty(0, 0)
     labs = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
     if distributed:
         kept, feats, labs, messages = gather_shards(kept, feats, labs, failures)
     else:
-        messages = [msg for _, msg in failures]
+        messages = [msg for _, msg in sorted(failures)]
     return EncodedImages(feats, labs, kept, messages, time.perf_counter() - start)
+
+
+def _chain(*iterables):
+    for it in iterables:
+        yield from it
 
 
 def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, desc: str) -> EncodedImages:
     """Encoded images from the feature cache when ``ctx.cache_dir`` is set and holds them, else encoded now (and
-    stored). ``key_parts`` must identify the samples and the transform; the model fingerprint is added here."""
+    stored). ``key_parts`` must identify the samples; the model fingerprint and the pixel spec (size, resize,
+    interpolation, decoder) are added here."""
     cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None else None
-    key = cache_key(model=ctx.model_fingerprint, **key_parts)
+    key = cache_key(model=ctx.model_fingerprint, pixels=dataset.transform.spec.as_dict(), **key_parts)
     if cache is not None and ctx.model_fingerprint:
         hit = cache.load("images", key)
         if hit is not None and len(hit["names"]) == len(dataset.names) and hit["names"] == list(dataset.names):
             log.info("%s: image features from the cache (%d samples, no decoding)", desc, len(hit["kept"]))
             return EncodedImages(hit["features"], hit["labels"], hit["kept"], hit["failures"], 0.0, True)
-    encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress)
+    pixels = None
+    if ctx.pixel_cache_dir is not None:
+        from .pixel_cache import PixelCache
+
+        pixel_cache = PixelCache(ctx.pixel_cache_dir)
+        pixels = (pixel_cache, pixel_cache.key(dataset.transform.spec.as_dict(), list(dataset.names),
+                                               list(dataset.labels), key_parts.get("source")))
+    encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress, pixels)
     from .distributed import is_writer
 
     if cache is not None and ctx.model_fingerprint and is_writer():

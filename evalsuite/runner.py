@@ -13,7 +13,7 @@ from typing import Optional
 from . import __version__
 from .catalog import Catalog
 from .config import RunConfig
-from .errors import EvalsuiteError, TasksFailedError
+from .errors import UserInputError, EvalsuiteError, TasksFailedError
 from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
 from .results import (TaskIdentity, format_table, is_done, task_rows, write_run_manifest, write_suites,
@@ -56,6 +56,9 @@ class Runner:
         precision = resolve_precision(self.card, device, self.config.precision)
         adapter_cls = ADAPTERS.get(self.card.adapter)
         self.device, self.precision = device, precision
+        if self.config.decoder == "cuda" and device.type != "cuda":
+            raise UserInputError(f"--decoder cuda needs a CUDA device (this run uses {device}); use --decoder"
+                                 " tensor")
         self.weights_used = adapter_cls.describe_weights(self.card)
         return model_fingerprint(adapter_cls, self.card, precision)
 
@@ -74,6 +77,7 @@ class Runner:
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
                          bootstrap_iterations=cfg.bootstrap,
                          cache_dir=default_cache_dir() if cfg.cache_features else None,
+                         pixel_cache_dir=default_cache_dir() if cfg.cache_pixels else None, decoder=cfg.decoder,
                          resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
         model_fp = self.model_fingerprint()
         ctx.model_fingerprint = model_fp
@@ -84,7 +88,7 @@ class Runner:
             # is reported before any weights load
             if not self._attempt(task, report, lambda: task.prepare(ctx)):
                 continue
-            self.task_fingerprints[task.name] = task.fingerprint(cfg.limit, cfg.transform)
+            self.task_fingerprints[task.name] = task.fingerprint(cfg.limit, cfg.transform, cfg.decoder)
             path = self.model_dir / f"{task.name}.csv"
             if cfg.resume and is_done(path, model_fp, self.task_fingerprints[task.name]):
                 log.info("%s: already done (%s), skipped; --no-resume re-runs it", task.name, path)

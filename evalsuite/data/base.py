@@ -54,7 +54,10 @@ class SampleDataset:
 
     def __getitem__(self, i: int):
         try:
-            pixels = self.transform(self.load(self.items[i]))
+            if self.load is load_image_file and getattr(self.transform, "reads_files", False):
+                pixels = self.transform.from_file(self.items[i])  # decodes the file its own way (data/pixels.py)
+            else:
+                pixels = self.transform(self.load(self.items[i]))
         except Exception as exc:  # noqa: BLE001 - any decoder error is a per-sample failure, reported
             return None, self.labels[i], i, f"{self.names[i]}: {type(exc).__name__}: {exc}"
         return pixels, self.labels[i], i, None

@@ -20,7 +20,9 @@ def collate_samples(batch):
     ok = [b for b in batch if b[3] is None]
     failures = [(b[2], b[3]) for b in batch if b[3] is not None]
     if ok:
-        pixels = torch.stack([b[0] for b in ok])
+        images = [b[0] for b in ok]
+        # undecoded JPEGs (decoder: cuda) stay a list, finished on the device (UInt8Pixels.finish)
+        pixels = torch.stack(images) if all(isinstance(p, torch.Tensor) for p in images) else images
         labels = torch.tensor([b[1] for b in ok], dtype=torch.long)
         indices = torch.tensor([b[2] for b in ok], dtype=torch.long)
     else:

@@ -95,6 +95,9 @@ class ModelAdapter(ABC):
         self.module: torch.nn.Module = self._build()
         self.module.eval()
         self.module.requires_grad_(False)
+        self.channels_last = device.type == "cuda" and _has_conv_stages(self.module)
+        if self.channels_last:  # convolutional towers (ConvNeXt, ResNet) run faster in NHWC on CUDA
+            self.module.to(memory_format=torch.channels_last)
         self.image_batch_limit: Optional[int] = None  # lowered on CUDA out-of-memory (cache.encode_with_backoff)
         self.oom_logged = False
         self.class_embeddings: dict = {}  # class prompts -> embedding, shared by the tasks of a run
@@ -135,6 +138,25 @@ class ModelAdapter(ABC):
                                          resize_mode=resize_mode or p["resize_mode"],
                                          interpolation=p["interpolation"])
 
+    def pixel_spec(self, resize_mode: str | None = None, decoder: str = "tensor"):
+        """What the uint8 pixels of this model depend on (size, resize, interpolation, decoder)."""
+        from ..data.pixels import PixelSpec
+
+        p = self.preprocess_description()
+        size = p["size"]
+        if isinstance(size, (list, tuple)):
+            if len(set(size)) != 1:
+                raise UserInputError(f"model {self.name}: non-square input size {size} is not supported")
+            size = size[0]
+        return PixelSpec(int(size), resize_mode or p["resize_mode"], p["interpolation"], decoder)
+
+    def pixel_transform(self, resize_mode: str | None = None, decoder: str = "tensor") -> Callable:
+        """PIL image or image file -> uint8 pixels at the input size; ``encode_image`` normalises them on the
+        device. With ``decoder="pil"`` this plus that normalisation equals ``image_transform`` bit for bit."""
+        from ..data.pixels import UInt8Pixels
+
+        return UInt8Pixels(self.pixel_spec(resize_mode, decoder))
+
     # --- owned by the base class -----------------------------------------------------------------------------
     @property
     def name(self) -> str:
@@ -146,8 +168,18 @@ class ModelAdapter(ABC):
         return contextlib.nullcontext()
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised float pixels (``image_transform``), or uint8 pixels (``pixel_transform``), which are
+        converted and normalised here, on the device."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        if pixels.dtype == torch.uint8:
+            from ..data.pixels import normalize_on_device
+
+            p = self.preprocess_description()
+            pixels = normalize_on_device(pixels, p["mean"], p["std"])
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast():
-            features = self._encode_image(pixels.to(self.device, non_blocking=True))
+            features = self._encode_image(pixels)
         return F.normalize(features.float(), dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -189,6 +221,11 @@ class ModelAdapter(ABC):
 
     def fingerprint(self) -> str:
         return model_fingerprint(type(self), self.card, self.precision)
+
+
+def _has_conv_stages(module: torch.nn.Module) -> bool:
+    """More than a patch-embedding convolution: a ViT (one Conv2d) gains nothing from channels_last."""
+    return sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()) > 1
 
 
 def model_fingerprint(adapter_cls: type[ModelAdapter], card: ModelCard, precision: str) -> str:

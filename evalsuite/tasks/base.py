@@ -28,6 +28,8 @@ class RunContext:
     resize_mode: Optional[str] = None  # shortest | squash overrides the card's resize; None keeps it
     progress: bool = False
     cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
+    pixel_cache_dir: Optional[Path] = None  # --cache-pixels: uint8 pixel cache root (None: off)
+    decoder: str = "tensor"  # pil | tensor | cuda (data/pixels.py)
     model_fingerprint: str = ""  # set by the runner; part of every feature-cache key
     bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
     bootstrap_seed: int = 0
@@ -87,13 +89,16 @@ class Task(ABC):
             spec.pop(key)
         return {"spec": spec}
 
-    def fingerprint(self, limit: Optional[int] = None, transform: Optional[str] = None) -> str:
+    def fingerprint(self, limit: Optional[int] = None, transform: Optional[str] = None,
+                    decoder: str = "pil") -> str:
         """Identity of the numbers this task produces; needs ``prepare()`` first (the data is part of it)."""
         if self.data_identity is None:
             raise RuntimeError(f"task {self.name}: fingerprint() before prepare()")
         payload = dict(self.fingerprint_payload(), limit=limit, data=self.data_identity)
         if transform is not None:  # absent from the payload by default so earlier fingerprints stay valid
             payload["transform"] = transform
+        if decoder != "pil":  # likewise: results made with open_clip's PIL transform keep their fingerprints
+            payload["decoder"] = decoder
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def prepare(self, ctx: RunContext) -> None:

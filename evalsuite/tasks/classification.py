@@ -103,11 +103,10 @@ class ClassificationTask(Task):
         from ..metrics import classification_metrics, topk_indices
 
         start = time.perf_counter()
-        dataset, partial = self.dataset(model.image_transform(ctx.resize_mode), ctx)
+        dataset, partial = self.dataset(model.pixel_transform(ctx.resize_mode, ctx.decoder), ctx)
         classifier = self.classifier(model, ctx)
-        resize = ctx.resize_mode or model.preprocess_description()["resize_mode"]
-        encoded = cached_image_features(model, dataset, ctx, {"data": self.data_identity, "resize": resize,
-                                                              "limit": ctx.limit,
+        resize = dataset.transform.spec.resize_mode
+        encoded = cached_image_features(model, dataset, ctx, {"data": self.data_identity, "limit": ctx.limit,
                                                               "source": self.spec.as_dict()["source"]}, self.name)
         failures = encoded.failures
         if not encoded.kept:

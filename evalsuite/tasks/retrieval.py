@@ -57,8 +57,8 @@ class ZeroShotRetrievalTask(Task):
         partial = ctx.limit is not None and ctx.limit < len(samples.items)
         if partial:
             samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
-        dataset = samples.dataset(model.image_transform(self.fixed_resize))
-        encoded = cached_image_features(model, dataset, ctx, {"data": samples.identity(), "resize": self.fixed_resize,
+        dataset = samples.dataset(model.pixel_transform(self.fixed_resize, ctx.decoder))
+        encoded = cached_image_features(model, dataset, ctx, {"data": samples.identity(),
                                                               "source": self.spec.as_dict()["source"]}, self.name)
         kept, failures, image_seconds = encoded.kept, encoded.failures, encoded.seconds
         if not kept:
