@@ -14,6 +14,9 @@ model with the same size and resize (mean/std are applied later), and allows the
 - ``cuda``: JPEG bytes are read in the workers and decoded in batches by nvJPEG on the GPU, then resized there.
   nvJPEG's IDCT is not libjpeg's, so this path is opt-in until measured against ``pil`` on a GPU
   (``benchmarks/decode_speed.py`` prints the comparison when CUDA is present).
+
+torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec, which is not installable on the
+pinned stack (torch 2.14.1); they are still present and tested here. Revisit when the pin moves.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def test_other_runtime_errors_are_not_swallowed():
 
 
 def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_model_dir, tmp_path, monkeypatch):
-    import evalsuite.data.image_folder as image_folder
+    from evalsuite.data.pixels import UInt8Pixels
 
     write_class_folders(tmp_path / "data" / "pets", ["cat", "dog"], per_class=5)
     inc = tmp_path / "inc"
@@ -71,8 +71,8 @@ def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_mo
     (inc / "prompts/classnames/pets.yaml").write_text("source: test\nclassnames: [cat, dog]\n")
     templates = inc / "prompts/templates/pets.yaml"
     decoded = []
-    real = image_folder.load_image_file
-    monkeypatch.setattr(image_folder, "load_image_file", lambda p: decoded.append(p) or real(p))
+    real = UInt8Pixels.from_file  # every file-based sample is read through it
+    monkeypatch.setattr(UInt8Pixels, "from_file", lambda self, p: decoded.append(p) or real(self, p))
     argv = ["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "pets", "--data-root", str(tmp_path / "data"),
             "--include-path", str(inc), "--output-dir", str(tmp_path / "out"), "--workers", "0"]
     templates.write_text("source: test\ntemplates: ['a photo of a {c}.']\n")
