@@ -35,8 +35,9 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench_classification.py
-	$(PY) benchmarks/bench_native_load.py
+	$(PY) benchmarks/load_memory.py
 	$(PY) benchmarks/bench_retrieval_memory.py
+	$(PY) benchmarks/decode_speed.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/vs_clip_benchmark.py
 

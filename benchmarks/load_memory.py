@@ -4,7 +4,7 @@ load_state_dict, .to(bf16)). Each load runs in a fresh process; the figure is (p
 divided by the size of the weights in bf16, the baseline taken after imports and a warm-up construction of a tiny
 model (library loading is not weights). Target for evalsuite: <= 1.3.
 
-    python benchmarks/bench_native_load.py [--width 1024 --layers 16] [--keep DIR]
+    python benchmarks/load_memory.py [--width 1024 --layers 16] [--keep DIR]
 """
 
 from __future__ import annotations
