@@ -16,12 +16,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
 if TYPE_CHECKING:
     from .models.base import ModelAdapter
+    from .data.loader import LoaderPool
     from .pixel_cache import PixelCache
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class FeatureCache:
 
     def _path(self, kind: str, key: str) -> Path:
         return self.root / kind / f"{key}.pt"
+
+    def has(self, kind: str, key: str) -> bool:
+        return self._path(kind, key).is_file()
 
     def load(self, kind: str, key: str) -> Optional[dict]:
         path = self._path(kind, key)
@@ -100,15 +104,20 @@ def encode_with_backoff(model: "ModelAdapter", pixels: torch.Tensor) -> torch.Te
 
 
 def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str,
-                  progress: bool = False, pixels: Optional[tuple["PixelCache", str]] = None) -> EncodedImages:
+                  progress: bool = False, pixels: Optional[tuple["PixelCache", str]] = None,
+                  loaders: Optional["LoaderPool"] = None, on_images_read: Optional[Callable[[], None]] = None,
+                  ) -> EncodedImages:
     """Decode and encode every sample; under torchrun each rank takes a strided shard and the shards are
     gathered back into sample order, so every rank ends with the same result as a single process.
 
     ``pixels`` (``--cache-pixels``): a pixel cache and the key of this dataset's entry; when the entry exists the
     uint8 pixels are read from it (no decoding), else a single-process run stores them while encoding.
+    ``loaders`` may hold this dataset's loader already running; ``on_images_read`` is called once every image has
+    been decoded (the runner then starts the next image set's loader).
     """
     from tqdm import tqdm
 
+    from .data.loader import LoaderPool
     from .distributed import gather_shards, rank_and_size, shard
 
     distributed = rank_and_size()[1] > 1
@@ -122,12 +131,12 @@ def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Opti
         batches = iter([(None, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), own_failures)])
         batches = _chain(batches, cached.batches(rows, batch_size))
         to_global = None
+        if on_images_read is not None:
+            on_images_read()
     else:
-        from .data.loader import make_loader
-
-        to_global = shard(len(dataset)) if distributed else None
-        part = dataset.subset(to_global) if distributed else dataset
-        batches = iter(make_loader(part, batch_size, workers, model.device))
+        part, to_global = shard_of(dataset)
+        iterator, total = (loaders or LoaderPool(batch_size, workers, model.device)).take(part)
+        batches = _announce_last(iterator, total, on_images_read)
         if pixels is not None and not distributed:  # shards of one entry would need a cross-rank writer
             writer = pixels[0].writer(pixels[1], len(dataset), dataset.transform.spec.size)
     features, labels, kept, failures = [], [], [], []
@@ -158,33 +167,76 @@ def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Opti
     return EncodedImages(feats, labs, kept, messages, time.perf_counter() - start)
 
 
+def shard_of(dataset):
+    """This rank's part of ``dataset`` and the map from its positions to dataset indices (None: all of it)."""
+    from .distributed import rank_and_size, shard
+
+    if rank_and_size()[1] == 1:
+        return dataset, None
+    to_global = shard(len(dataset))
+    return dataset.subset(to_global), to_global
+
+
+def _announce_last(iterator, total: int, on_images_read: Optional[Callable[[], None]]):
+    """Yield the loader's batches; call ``on_images_read`` when the last one arrives (all decoding done)."""
+    if total == 0 and on_images_read is not None:
+        on_images_read()
+    for number, batch in enumerate(iterator, start=1):
+        if number == total and on_images_read is not None:
+            on_images_read()
+        yield batch
+
+
 def _chain(*iterables):
     for it in iterables:
         yield from it
+
+
+def _feature_key(dataset, ctx, key_parts: dict) -> str:
+    return cache_key(model=ctx.model_fingerprint, pixels=dataset.transform.spec.as_dict(), **key_parts)
+
+
+def _pixel_entry(dataset, ctx, key_parts: dict) -> Optional[tuple["PixelCache", str]]:
+    if ctx.pixel_cache_dir is None:
+        return None
+    from .pixel_cache import PixelCache
+
+    cache = PixelCache(ctx.pixel_cache_dir)
+    return cache, cache.key(dataset.transform.spec.as_dict(), list(dataset.names), list(dataset.labels),
+                            key_parts.get("source"))
 
 
 def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, desc: str) -> EncodedImages:
     """Encoded images from the feature cache when ``ctx.cache_dir`` is set and holds them, else encoded now (and
     stored). ``key_parts`` must identify the samples; the model fingerprint and the pixel spec (size, resize,
     interpolation, decoder) are added here."""
-    cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None else None
-    key = cache_key(model=ctx.model_fingerprint, pixels=dataset.transform.spec.as_dict(), **key_parts)
-    if cache is not None and ctx.model_fingerprint:
+    from .distributed import is_writer
+
+    cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None and ctx.model_fingerprint else None
+    key = _feature_key(dataset, ctx, key_parts)
+    if cache is not None:
         hit = cache.load("images", key)
         if hit is not None and len(hit["names"]) == len(dataset.names) and hit["names"] == list(dataset.names):
             log.info("%s: image features from the cache (%d samples, no decoding)", desc, len(hit["kept"]))
+            if ctx.on_images_read is not None:
+                ctx.on_images_read()
             return EncodedImages(hit["features"], hit["labels"], hit["kept"], hit["failures"], 0.0, True)
-    pixels = None
-    if ctx.pixel_cache_dir is not None:
-        from .pixel_cache import PixelCache
-
-        pixel_cache = PixelCache(ctx.pixel_cache_dir)
-        pixels = (pixel_cache, pixel_cache.key(dataset.transform.spec.as_dict(), list(dataset.names),
-                                               list(dataset.labels), key_parts.get("source")))
-    encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress, pixels)
-    from .distributed import is_writer
-
-    if cache is not None and ctx.model_fingerprint and is_writer():
+    encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress,
+                            _pixel_entry(dataset, ctx, key_parts), ctx.loaders, ctx.on_images_read)
+    if cache is not None and is_writer():
         cache.save("images", key, {"features": encoded.features, "labels": encoded.labels, "kept": encoded.kept,
                                    "failures": encoded.failures, "names": list(dataset.names)})
     return encoded
+
+
+def start_loading(dataset, ctx, key_parts: dict) -> None:
+    """Start decoding ``dataset`` ahead of its task (``ctx.loaders``), unless its features or pixels are cached."""
+    if ctx.loaders is None:
+        return
+    if ctx.cache_dir is not None and ctx.model_fingerprint:
+        if FeatureCache(ctx.cache_dir).has("images", _feature_key(dataset, ctx, key_parts)):
+            return
+    entry = _pixel_entry(dataset, ctx, key_parts)
+    if entry is not None and entry[0].has(entry[1]):
+        return
+    ctx.loaders.start(shard_of(dataset)[0])

@@ -51,6 +51,9 @@ class PixelCache:
                              default=str, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
+    def has(self, key: str) -> bool:
+        return (self.root / f"{key}.json").is_file()  # written last: present only for complete entries
+
     def load(self, key: str) -> Optional[CachedPixels]:
         meta_path, data_path = self.root / f"{key}.json", self.root / f"{key}.npy"
         if not (meta_path.is_file() and data_path.is_file()):

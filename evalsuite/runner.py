@@ -96,23 +96,18 @@ class Runner:
             else:
                 pending.append(task)
         model = self._load_model() if pending else None  # once; a model that cannot load stops the run (exit 2)
-        for task in pending:
-            result = self._attempt(task, report, lambda: self._evaluate(task, model, ctx))
-            if result is None:
-                continue
-            ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
-                                 task.spec.version, self.task_fingerprints[task.name])
-            if result.predictions_csv is not None:  # first: a CSV never points at predictions of another run
-                atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
-            write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
-            self._record_problems(task, result, report)
-            primary = result.metrics.get(task.spec.primary_metric, float("nan"))
-            log.info("%s: %s = %.2f%% on %d samples (%d failed) in %.1fs, %.0f img/s%s", task.name,
-                     task.spec.primary_metric, 100 * primary, result.num_samples, result.num_failed,
-                     result.seconds, result.images_per_second, " [partial]" if result.partial else "")
-            report.done.append(task.name)
-            if result.alternatives:
-                report.transforms[task.name] = {"chosen": result.transform, **result.alternatives}
+        if model is not None:
+            from .data.loader import LoaderPool
+
+            ctx.loaders = LoaderPool(cfg.batch_size, cfg.workers, model.device)
+            self._plan = [(task, mode) for task in pending for mode in self._resize_modes(task)]
+            self._start_loading(*self._plan[0], ctx)  # decodes while the first classifier is built
+        try:
+            for task in pending:
+                self._run_task(task, model, ctx, model_fp, report)
+        finally:
+            if ctx.loaders is not None:
+                ctx.loaders.close()
         report.table = self._write_aggregates(model_fp, report)
         if report.failed or report.flagged:
             parts = [f"failed: {', '.join(report.failed)}"] if report.failed else []
@@ -121,14 +116,59 @@ class Runner:
                                    f" {self.model_dir})")
         return report
 
+    def _run_task(self, task: Task, model, ctx: RunContext, model_fp: str, report: RunReport) -> None:
+        result = self._attempt(task, report, lambda: self._evaluate(task, model, ctx))
+        if result is None:
+            return
+        ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
+                             task.spec.version, self.task_fingerprints[task.name])
+        if result.predictions_csv is not None:  # first: a CSV never points at predictions of another run
+            atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
+        write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
+        self._record_problems(task, result, report)
+        primary = result.metrics.get(task.spec.primary_metric, float("nan"))
+        log.info("%s: %s = %.2f%% on %d samples (%d failed) in %.1fs, %.0f img/s%s", task.name,
+                 task.spec.primary_metric, 100 * primary, result.num_samples, result.num_failed,
+                 result.seconds, result.images_per_second, " [partial]" if result.partial else "")
+        report.done.append(task.name)
+        if result.alternatives:
+            report.transforms[task.name] = {"chosen": result.transform, **result.alternatives}
+
+    def _resize_modes(self, task: Task) -> list[Optional[str]]:
+        """The resize modes ``_evaluate`` runs a task with (None: the context's own)."""
+        if self.config.transform != "best-of-both" or task.fixed_resize is not None:
+            return [None]
+        return ["shortest", "squash"]
+
+    def _with_prefetch(self, ctx: RunContext, task: Task, mode: Optional[str]) -> RunContext:
+        """``ctx`` for one evaluation of ``task``, set to start the next image set's loader once this one's
+        images are decoded."""
+        position = next(i for i, (t, m) in enumerate(self._plan) if t is task and m == mode)
+        following = self._plan[position + 1] if position + 1 < len(self._plan) else None
+        ctx = replace(ctx, resize_mode=mode) if mode is not None else ctx
+        if following is None:
+            return replace(ctx, on_images_read=None)
+        return replace(ctx, on_images_read=lambda: self._start_loading(*following, ctx))
+
+    def _start_loading(self, task: Task, mode: Optional[str], ctx: RunContext) -> None:
+        from .cache import start_loading
+
+        try:
+            images = task.image_input(self._model, replace(ctx, resize_mode=mode) if mode is not None else ctx)
+            if images is not None:
+                start_loading(images.dataset, ctx, images.key_parts)
+        except Exception as exc:  # noqa: BLE001 - only a head start: the task reports its own error when it runs
+            log.debug("%s: not started ahead (%s: %s)", task.name, type(exc).__name__, exc)
+
     def _evaluate(self, task: Task, model, ctx: RunContext):
         """One evaluation, or with --transform best-of-both one per resize, keeping the better primary metric
         per task (the EVA-CLIP-18B paper's Table 2 protocol) and recording which won."""
-        if self.config.transform != "best-of-both" or task.fixed_resize is not None:
-            result = task.evaluate(model, ctx)
+        modes = self._resize_modes(task)
+        if modes == [None]:
+            result = task.evaluate(model, self._with_prefetch(ctx, task, None))
             result.protocol = {"transform": result.transform, **task.protocol_facts()}
             return result
-        results = {mode: task.evaluate(model, replace(ctx, resize_mode=mode)) for mode in ("shortest", "squash")}
+        results = {mode: task.evaluate(model, self._with_prefetch(ctx, task, mode)) for mode in modes}
         primary = task.spec.primary_metric
         best = max(results, key=lambda mode: results[mode].metrics[primary])  # a tie keeps shortest (EVA's own)
         chosen = results[best]

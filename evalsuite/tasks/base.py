@@ -8,14 +8,15 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..config import TaskSpec
 from ..data import SOURCES
 from ..errors import ConfigError, DatasetUnavailableError
 
 if TYPE_CHECKING:
-    from ..data.base import Samples, SourceContext
+    from ..data.base import SampleDataset, Samples, SourceContext
+    from ..data.loader import LoaderPool
     from ..models.base import ModelAdapter
 
 
@@ -30,10 +31,23 @@ class RunContext:
     cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
     pixel_cache_dir: Optional[Path] = None  # --cache-pixels: uint8 pixel cache root (None: off)
     decoder: str = "tensor"  # pil | tensor | cuda (data/pixels.py)
+    loaders: Optional["LoaderPool"] = None  # loaders started ahead of their task (set by the runner)
+    on_images_read: Optional[Callable[[], None]] = None  # called when a task's images are all decoded
     model_fingerprint: str = ""  # set by the runner; part of every feature-cache key
     bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
     bootstrap_seed: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
+
+
+@dataclass
+class ImageInput:
+    """The images a task encodes: the dataset (uint8 pixel transform attached) and what identifies its samples
+    for the feature cache."""
+
+    dataset: "SampleDataset"
+    key_parts: dict
+    partial: bool = False
+    samples: Any = None  # the (possibly --limit subset) listing, for tasks that need more than images
 
 
 @dataclass
@@ -132,6 +146,10 @@ class Task(ABC):
             return samples
         raise DatasetUnavailableError(f"task {self.name!r}: " + " | ".join(problems) if len(problems) > 1
                                       else problems[0])
+
+    def image_input(self, model: "ModelAdapter", ctx: RunContext) -> Optional[ImageInput]:
+        """The images ``evaluate`` will encode under ``ctx`` (the runner starts decoding them ahead of time)."""
+        return None
 
     @abstractmethod
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult: ...

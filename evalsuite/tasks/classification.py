@@ -10,7 +10,7 @@ from ..data.base import SourceContext
 from ..errors import ConfigError, DatasetUnavailableError
 
 from ..prompts import load_prompt_bank
-from .base import RunContext, Task, TaskResult
+from .base import ImageInput, RunContext, Task, TaskResult
 
 if TYPE_CHECKING:
     import torch
@@ -80,6 +80,11 @@ class ClassificationTask(Task):
             dataset = dataset.subset(subset_indices(len(dataset), ctx.limit))
         return dataset, partial
 
+    def image_input(self, model: "ModelAdapter", ctx: RunContext) -> ImageInput:
+        dataset, partial = self.dataset(model.pixel_transform(ctx.resize_mode, ctx.decoder), ctx)
+        return ImageInput(dataset, {"data": self.data_identity, "limit": ctx.limit,
+                                    "source": self.spec.as_dict()["source"]}, partial)
+
     def classifier(self, model: "ModelAdapter", ctx: RunContext) -> "torch.Tensor":
         """The class embeddings, from the feature cache (keyed by model and prompts) when present."""
         from ..cache import FeatureCache, cache_key
@@ -103,11 +108,11 @@ class ClassificationTask(Task):
         from ..metrics import classification_metrics, topk_indices
 
         start = time.perf_counter()
-        dataset, partial = self.dataset(model.pixel_transform(ctx.resize_mode, ctx.decoder), ctx)
+        images = self.image_input(model, ctx)
+        dataset, partial = images.dataset, images.partial
         classifier = self.classifier(model, ctx)
         resize = dataset.transform.spec.resize_mode
-        encoded = cached_image_features(model, dataset, ctx, {"data": self.data_identity, "limit": ctx.limit,
-                                                              "source": self.spec.as_dict()["source"]}, self.name)
+        encoded = cached_image_features(model, dataset, ctx, images.key_parts, self.name)
         failures = encoded.failures
         if not encoded.kept:
             raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read:"

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import RunContext, Task, TaskResult
+from .base import ImageInput, RunContext, Task, TaskResult
 from .classification import subset_indices
 
 if TYPE_CHECKING:
@@ -43,6 +43,17 @@ class ZeroShotRetrievalTask(Task):
             raise ConfigError(f"{self.spec.file}: source {self.source_used!r} gives no captions")
         self.data_identity = self._samples.identity()
 
+    def image_input(self, model: "ModelAdapter", ctx: RunContext) -> ImageInput:
+        if getattr(self, "_samples", None) is None:
+            self.prepare(ctx)
+        samples = self._samples
+        partial = ctx.limit is not None and ctx.limit < len(samples.items)
+        if partial:
+            samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
+        dataset = samples.dataset(model.pixel_transform(self.fixed_resize, ctx.decoder))
+        return ImageInput(dataset, {"data": samples.identity(), "source": self.spec.as_dict()["source"]}, partial,
+                          samples)
+
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
         import torch
 
@@ -51,15 +62,9 @@ class ZeroShotRetrievalTask(Task):
         from ..metrics import retrieval_metrics
 
         start = time.perf_counter()
-        if getattr(self, "_samples", None) is None:
-            self.prepare(ctx)
-        samples = self._samples
-        partial = ctx.limit is not None and ctx.limit < len(samples.items)
-        if partial:
-            samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
-        dataset = samples.dataset(model.pixel_transform(self.fixed_resize, ctx.decoder))
-        encoded = cached_image_features(model, dataset, ctx, {"data": samples.identity(),
-                                                              "source": self.spec.as_dict()["source"]}, self.name)
+        images = self.image_input(model, ctx)
+        dataset, samples, partial = images.dataset, images.samples, images.partial
+        encoded = cached_image_features(model, dataset, ctx, images.key_parts, self.name)
         kept, failures, image_seconds = encoded.kept, encoded.failures, encoded.seconds
         if not kept:
             raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read:"

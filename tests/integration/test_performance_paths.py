@@ -83,3 +83,23 @@ def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_mo
     assert decoded == []  # ... on the cached image features
     manifest = (next((tmp_path / "out").iterdir()) / "run.json").read_text()
     assert '"image_batch_limit": 256' in manifest
+
+
+def test_each_task_finds_its_loader_already_running(tiny_model_dir, tmp_path, monkeypatch):
+    """The runner starts the next image set's workers before its task begins; numbers are unchanged."""
+    from evalsuite.data.loader import LoaderPool
+
+    write_class_folders(tmp_path / "data" / "cifar10", ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                        "horse", "ship", "truck"], per_class=3)
+    pools = []
+    real_init = LoaderPool.__init__
+    monkeypatch.setattr(LoaderPool, "__init__", lambda self, *a: pools.append(self) or real_init(self, *a))
+    argv = ["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "cifar10", "--data-root",
+            str(tmp_path / "data"), "--workers", "1", "--batch-size", "8", "--no-cache-features"]
+    assert main(argv + ["--output-dir", str(tmp_path / "best"), "--transform", "best-of-both"]) == 0
+    assert (pools[-1].taken_running, pools[-1].taken_cold) == (2, 0)  # shortest, then squash: both started ahead
+    assert main(argv + ["--output-dir", str(tmp_path / "plain"), "--transform", "shortest"]) == 0
+    monkeypatch.setattr(LoaderPool, "start", lambda self, dataset: None)  # nothing started ahead
+    assert main(argv + ["--output-dir", str(tmp_path / "cold"), "--transform", "shortest"]) == 0
+    assert pools[-1].taken_cold == 1
+    assert metrics_of(tmp_path / "plain") == metrics_of(tmp_path / "cold")
