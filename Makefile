@@ -39,6 +39,7 @@ bench: install
 	$(PY) benchmarks/bench_retrieval_memory.py
 	$(PY) benchmarks/decode_speed.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/pixel_cache.py
 	$(PY) benchmarks/vs_clip_benchmark.py
 
 clean:
