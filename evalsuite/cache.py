@@ -9,6 +9,7 @@ files are written atomically (temp file + rename), so a killed run never leaves 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -129,7 +130,7 @@ def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Opti
         rows = shard(len(cached.kept)) if distributed else list(range(len(cached.kept)))
         own_failures = cached.failures if rank_and_size()[0] == 0 else []
         batches = iter([(None, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), own_failures)])
-        batches = _chain(batches, cached.batches(rows, batch_size))
+        batches = itertools.chain(batches, cached.batches(rows, batch_size))
         to_global = None
         if on_images_read is not None:
             on_images_read()
@@ -185,11 +186,6 @@ def _announce_last(iterator, total: int, on_images_read: Optional[Callable[[], N
         if number == total and on_images_read is not None:
             on_images_read()
         yield batch
-
-
-def _chain(*iterables):
-    for it in iterables:
-        yield from it
 
 
 def _feature_key(dataset, ctx, key_parts: dict) -> str:

@@ -179,3 +179,19 @@ def test_jpeg_sniffing_uses_magic_bytes_not_extensions(tmp_path):
     buffer = io.BytesIO()
     natural_image(20, 20, 0).save(buffer, "PNG")
     assert not is_jpeg(buffer.getvalue())
+
+
+def test_channels_last_only_for_convolutional_towers_and_numbers_unchanged(tiny_model_dir):
+    """channels_last is switched on for CUDA models with convolution stages; the layout must not move features."""
+    from evalsuite.models.base import _has_conv_stages
+    from evalsuite.models.loading import load_model, resolve_card
+
+    model = load_model(resolve_card(f"local-dir:{tiny_model_dir}"), device="cpu")
+    assert not _has_conv_stages(model.module) and not model.channels_last  # a ViT: one patch-embedding conv
+    resnet = open_clip.model.ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=2, image_size=64, width=8)
+    assert _has_conv_stages(resnet)
+    pixels = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    plain = model.encode_image(pixels)
+    model.channels_last = True
+    model.module.to(memory_format=torch.channels_last)
+    assert torch.allclose(model.encode_image(pixels), plain, atol=1e-5)
