@@ -231,3 +231,10 @@ def test_meta_built_architecture_matches_upstream_key_list(name):
     assert ours == theirs
     total = sum(math.prod(s) for s in ours.values())
     assert f"total={total:,}" in tsv.read_text().replace(" ", "").replace("total=", "total=")
+
+
+def test_native_vision_attention_uses_sdpa():
+    """timm's Eva blocks take the fused scaled_dot_product_attention path (the CUDA flash/efficient kernels)."""
+    model = build_eva_clip(EvaClipConfig.from_dict(tiny_config(), "test"), meta=False)
+    flags = [m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")]
+    assert flags and all(flags)
