@@ -4,7 +4,8 @@ Python API (importing evalsuite does not import torch):
     model = evalsuite.load_model("EVA-CLIP-8B", device="cuda")
     model = evalsuite.load_model("/ckpt/EVA_CLIP_8B_psz14_s9B.pt", arch="EVA-CLIP-8B")
     model = evalsuite.load_model("/ckpt/custom.pt", arch="/cfg/custom.json")  # upstream-format config
-    feats = model.encode_image(pixels)  # L2-normalised float32; pixels from model.image_transform()
+    feats = model.encode_image(pixels)  # L2-normalised float32; pixels from model.image_transform() (float,
+                                        # open_clip's) or model.pixel_transform() (uint8, normalised on device)
 """
 
 from __future__ import annotations
