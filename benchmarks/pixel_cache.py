@@ -66,9 +66,9 @@ def main() -> None:
             rows = csv.DictReader(next((tmp / out).iterdir()).joinpath("things.csv").open())
             return seconds, {r["metric"]: r["value"] for r in rows}
 
-        fill, _ = run(model_a, "a", "--cache-pixels")
-        decoding, metrics_decoded = run(model_b, "b-decode")
-        cached, metrics_cached = run(model_b, "b-cached", "--cache-pixels")
+        fill, _ = run(model_a, "out-a", "--cache-pixels")
+        decoding, metrics_decoded = run(model_b, "out-b-decode")
+        cached, metrics_cached = run(model_b, "out-b-cached", "--cache-pixels")
         size = sum(p.stat().st_size for p in (tmp / "cache" / "pixels").glob("*.npy"))
     print(f"{args.images} generated 500x375 JPEGs; small ViT (4 layers, width 256) at 224 px; CPU fp32")
     print(f"model A, decoding and filling the pixel cache: {fill:.1f} s")
