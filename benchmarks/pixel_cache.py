@@ -1,7 +1,8 @@
 """What --cache-pixels saves the second model: the time to evaluate model B on a task after model A filled the
 pixel cache, vs model B decoding the JPEGs itself. Both models share the preprocessing (224 px, shortest side +
 centre crop, bicubic) and differ in weights, like two EVA-CLIP checkpoints. The models are small random-init ViTs
-(4 layers, width 256), where decoding rather than the encoder dominates, as it does for EVA02-CLIP-B/L on a GPU.
+(4 layers, width 256), to make decoding as large a share of the work as a CPU allows (on a GPU it dominates for
+EVA02-CLIP-B/L).
 Printed for each run: wall time and CPU seconds (this process and its loader workers), because on this 2-core
 machine the encoder competes with decoding for the same cores, so the wall-time gain understates what the cache
 frees on a GPU machine, where decoding is the limit. Also printed: that both ways give the same metrics, and the

@@ -122,20 +122,20 @@ def main() -> None:
         os.environ["EVALSUITE_CACHE_DIR"] = str(tmp / "cache")
         model_dir = write_model(tmp / "model")
         folders = build_data(tmp / "data")
-        cb_seconds, cb_acc = run_clip_benchmark(model_dir, folders, args.workers)
-        cold, ours_acc = run_evalsuite(model_dir, tmp / "data", tmp / "out-cold", args.workers)
-        warm, warm_acc = run_evalsuite(model_dir, tmp / "data", tmp / "out-warm", args.workers)
+        cb_seconds, cb_metrics = run_clip_benchmark(model_dir, folders, args.workers)
+        cold, cold_metrics = run_evalsuite(model_dir, tmp / "data", tmp / "out-cold", args.workers)
+        warm, warm_metrics = run_evalsuite(model_dir, tmp / "data", tmp / "out-warm", args.workers)
     print(f"{'task':<16} {'metric':<22} {'CLIP_benchmark':>15} {'evalsuite':>10} {'warm':>10}   (%)")
-    for task in cb_acc:
+    for task in cb_metrics:
         for name in METRICS:
-            print(f"{task:<16} {name:<22} {100 * cb_acc[task][name]:>15.2f} {100 * ours_acc[task][name]:>10.2f}"
-                  f" {100 * warm_acc[task][name]:>10.2f}")
+            print(f"{task:<16} {name:<22} {100 * cb_metrics[task][name]:>15.2f} {100 * cold_metrics[task][name]:>10.2f}"
+                  f" {100 * warm_metrics[task][name]:>10.2f}")
     print(f"\nwall time: CLIP_benchmark {cb_seconds:.1f} s, evalsuite cold {cold:.1f} s, warm {warm:.1f} s")
     print(f"speed-up cold: {cb_seconds / cold:.2f}x (target >= 3), warm: {cb_seconds / warm:.2f}x (target >= 20)")
-    worst = max(abs(cb_acc[t][m] - ours_acc[t][m]) for t in cb_acc for m in METRICS)
-    same = worst <= 0.001 and ours_acc == warm_acc
+    worst = max(abs(cb_metrics[t][m] - cold_metrics[t][m]) for t in cb_metrics for m in METRICS)
+    same = worst <= 0.001 and cold_metrics == warm_metrics
     print(f"metrics agree: {'yes' if same else 'NO'} (largest difference {100 * worst:.2f} pp over"
-          f" {', '.join(METRICS)}; warm == cold: {ours_acc == warm_acc})")
+          f" {', '.join(METRICS)}; warm == cold: {cold_metrics == warm_metrics})")
 
 
 if __name__ == "__main__":
