@@ -34,6 +34,24 @@ def write_class_folders(root: Path, classes: list[str], per_class: int, seed: in
     return root
 
 
+def write_include_task(inc: Path, name: str, classnames: list[str], templates: tuple[str, ...] = ("a photo of a {c}.",),
+                       metrics: tuple[str, ...] = ("acc1",), extra: str = "") -> Path:
+    """A classification task defined outside the package: ``inc/tasks/<name>.yaml`` reading an image folder and
+    its class-name and template files under ``inc/prompts``. Returns the templates file (tests rewrite it)."""
+    import json
+
+    for sub in ("tasks", "prompts/classnames", "prompts/templates"):
+        (inc / sub).mkdir(parents=True, exist_ok=True)
+    (inc / "tasks" / f"{name}.yaml").write_text(
+        f"name: {name}\ntype: classification\nversion: 1\nsource: {{kind: image_folder, args: {{}}}}\n"
+        f"classnames: {name}\ntemplates: {name}\nnum_classes: {len(classnames)}\nmetrics: [{', '.join(metrics)}]\n"
+        f"primary_metric: {metrics[0]}\n{extra}")
+    (inc / "prompts/classnames" / f"{name}.yaml").write_text(f"source: test\nclassnames: {json.dumps(classnames)}\n")
+    template_file = inc / "prompts/templates" / f"{name}.yaml"
+    template_file.write_text(f"source: test\ntemplates: {json.dumps(list(templates))}\n")
+    return template_file
+
+
 def write_fake_mnist(root: Path, labels: list[int], seed: int = 0) -> Path:
     """torchvision's MNIST raw layout (``<root>/MNIST/raw/*-ubyte``, IDX format) holding random 28x28 digits with
     the given test labels; the train files hold one image (torchvision checks that they exist)."""

@@ -6,7 +6,7 @@ import json
 from evalsuite.cli import main
 from evalsuite.results import TASK_COLUMNS
 
-from helpers import CIFAR10_CLASSES, write_class_folders
+from helpers import CIFAR10_CLASSES, write_class_folders, write_include_task
 
 
 def run(*argv) -> int:
@@ -150,14 +150,8 @@ def test_new_dataset_from_include_path_without_python(tmp_path, tiny_model_dir):
     """A dataset evalsuite has never seen: one task YAML, its two prompt files, a local folder of images."""
     write_class_folders(tmp_path / "data" / "fruit", ["apple", "pear", "plum"], per_class=3)
     inc = tmp_path / "inc"
-    for sub in ("tasks", "prompts/classnames", "prompts/templates"):
-        (inc / sub).mkdir(parents=True)
-    (inc / "tasks" / "fruit.yaml").write_text(
-        "name: fruit\ntype: classification\nversion: 1\nsource: {kind: image_folder, args: {}}\n"
-        "classnames: fruit\ntemplates: fruit\nnum_classes: 3\nmetrics: [acc1, mean_per_class_recall]\n"
-        "primary_metric: acc1\nexpected_num_samples: 9\n")
-    (inc / "prompts/classnames/fruit.yaml").write_text("source: made up\nclassnames: [apple, pear, plum]\n")
-    (inc / "prompts/templates/fruit.yaml").write_text("source: made up\ntemplates: ['a photo of a {c}.']\n")
+    write_include_task(inc, "fruit", ["apple", "pear", "plum"], metrics=("acc1", "mean_per_class_recall"),
+                       extra="expected_num_samples: 9\n")
     out = tmp_path / "out"
     assert main(["validate", "--tasks", "fruit", "--include-path", str(inc)]) == 0
     assert run("--model", f"local-dir:{tiny_model_dir}", "--tasks", "fruit", "--data-root", tmp_path / "data",

@@ -9,7 +9,7 @@ import torch
 from evalsuite.cache import encode_with_backoff
 from evalsuite.cli import main
 
-from helpers import write_class_folders
+from helpers import write_class_folders, write_include_task
 
 
 def metrics_of(out_dir, task="cifar10"):
@@ -63,13 +63,7 @@ def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_mo
 
     write_class_folders(tmp_path / "data" / "pets", ["cat", "dog"], per_class=5)
     inc = tmp_path / "inc"
-    for sub in ("tasks", "prompts/classnames", "prompts/templates"):
-        (inc / sub).mkdir(parents=True)
-    (inc / "tasks" / "pets.yaml").write_text(
-        "name: pets\ntype: classification\nversion: 1\nsource: {kind: image_folder, args: {}}\n"
-        "classnames: pets\ntemplates: pets\nnum_classes: 2\nmetrics: [acc1]\nprimary_metric: acc1\n")
-    (inc / "prompts/classnames/pets.yaml").write_text("source: test\nclassnames: [cat, dog]\n")
-    templates = inc / "prompts/templates/pets.yaml"
+    templates = write_include_task(inc, "pets", ["cat", "dog"])
     decoded = []
     real = UInt8Pixels.from_file  # every file-based sample is read through it
     monkeypatch.setattr(UInt8Pixels, "from_file", lambda self, p: decoded.append(p) or real(self, p))

@@ -17,7 +17,7 @@ from evalsuite.data.loader import collate_samples
 from evalsuite.data.pixels import JpegBytes, PixelSpec, UInt8Pixels, normalize_on_device
 from evalsuite.models.card import OPENAI_MEAN, OPENAI_STD
 
-from helpers import shared, write_class_folders
+from helpers import shared, write_class_folders, write_include_task
 
 
 def natural_image(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image:
@@ -108,13 +108,7 @@ def primary_metrics(out_dir, task="pets"):
 def pets_task(tmp_path):
     write_class_folders(tmp_path / "data" / "pets", ["cat", "dog"], per_class=6, size=(50, 40))
     inc = tmp_path / "inc"
-    for sub in ("tasks", "prompts/classnames", "prompts/templates"):
-        (inc / sub).mkdir(parents=True)
-    (inc / "tasks" / "pets.yaml").write_text(
-        "name: pets\ntype: classification\nversion: 1\nsource: {kind: image_folder, args: {}}\n"
-        "classnames: pets\ntemplates: pets\nnum_classes: 2\nmetrics: [acc1]\nprimary_metric: acc1\n")
-    (inc / "prompts/classnames/pets.yaml").write_text("source: test\nclassnames: [cat, dog]\n")
-    (inc / "prompts/templates/pets.yaml").write_text("source: test\ntemplates: ['a photo of a {c}.']\n")
+    write_include_task(inc, "pets", ["cat", "dog"])
     return ["--tasks", "pets", "--data-root", str(tmp_path / "data"), "--include-path", str(inc), "--workers", "0",
             "--no-cache-features"]
 
