@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-from throughput import write_images, write_task
+from throughput import prepare_workspace
 from vs_clip_benchmark import write_model as write_small_model
 
 
@@ -40,9 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ["EVALSUITE_CACHE_DIR"] = str(tmp / "cache")
-        write_images(tmp / "data", args.images)
-        write_task(tmp / "inc")
+        prepare_workspace(tmp, args.images)
         model_a, model_b = write_small_model(tmp / "a", 0), write_small_model(tmp / "b", 1)
 
         rates: dict[str, float] = {}  # images/s of the image side (read or decode + encode), from the CSV

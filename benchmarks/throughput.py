@@ -46,6 +46,13 @@ def write_task(include: Path) -> None:
     (include / "prompts/templates/things.yaml").write_text("source: generated\ntemplates: ['a photo of a {c}.']\n")
 
 
+def prepare_workspace(tmp: Path, images: int) -> None:
+    """The generated JPEG task under ``tmp`` (data/, inc/) and a feature cache of its own (cache/)."""
+    os.environ["EVALSUITE_CACHE_DIR"] = str(tmp / "cache")
+    write_images(tmp / "data", images)
+    write_task(tmp / "inc")
+
+
 def write_model(folder: Path) -> None:
     import open_clip
     import torch
@@ -75,9 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ["EVALSUITE_CACHE_DIR"] = str(tmp / "cache")
-        write_images(tmp / "data", args.images)
-        write_task(tmp / "inc")
+        prepare_workspace(tmp, args.images)
         write_model(tmp / "model")
 
         def pipeline_rate(round_: int) -> float:
