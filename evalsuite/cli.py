@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                           " decodes no image")
     run.add_argument("--decoder", choices=("tensor", "pil", "cuda"), default="tensor",
                      help="image decoding: tensor (default; torchvision JPEG decode + uint8 antialiased resize,"
-                          " within 2/255 of open_clip's PIL transform, 2.4x cheaper), pil (open_clip's transform"
-                          " exactly) or cuda (JPEGs decoded on the GPU by nvJPEG; not yet measured against pil)")
+                          " within 2/255 of open_clip's PIL transform, 2.7x less CPU per image), pil (open_clip's"
+                          " transform exactly) or cuda (JPEGs decoded on the GPU by nvJPEG; not yet measured against"
+                          " pil)")
     run.add_argument("--bootstrap", type=_non_negative_int, default=1000,
                      help="bootstrap resamples (seeded) for each primary metric's 95%% interval; 0 turns it off")
     run.add_argument("--no-resume", dest="resume", action="store_false",
