@@ -12,14 +12,14 @@ import hashlib
 import itertools
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
+
+from .atomic import atomic_path
 
 if TYPE_CHECKING:
     from .models.base import ModelAdapter
@@ -66,16 +66,8 @@ class FeatureCache:
             return None
 
     def save(self, kind: str, key: str, payload: dict) -> None:
-        path = self._path(kind, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(self._path(kind, key)) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -198,8 +190,7 @@ def _pixel_entry(dataset, ctx, key_parts: dict) -> Optional[tuple["PixelCache", 
     from .pixel_cache import PixelCache
 
     cache = PixelCache(ctx.pixel_cache_dir)
-    return cache, cache.key(dataset.transform.spec.as_dict(), list(dataset.names), list(dataset.labels),
-                            key_parts.get("source"))
+    return cache, cache.key(dataset.transform.spec.as_dict(), key_parts)
 
 
 def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, desc: str) -> EncodedImages:

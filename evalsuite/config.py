@@ -141,6 +141,7 @@ class TaskSpec:
     num_classes: Optional[int] = None
     tags: list[str] = field(default_factory=list)
     expected_num_samples: Optional[int] = None
+    expected_num_texts: Optional[int] = None  # retrieval: captions of the protocol's gallery (COCO 5k: 25,010)
     description: str = ""
     notes: str = ""
     file: str = ""  # set by the loader, not read from YAML
@@ -225,6 +226,7 @@ class RunConfig:
     cache_features: bool = True  # image features and classifiers under $EVALSUITE_CACHE_DIR/features
     cache_pixels: bool = False  # preprocessed uint8 images under $EVALSUITE_CACHE_DIR/pixels (shared by models)
     decoder: str = "tensor"  # pil | tensor | cuda: how images become uint8 pixels (data/pixels.py)
+    verify_data: bool = False  # data identity from file contents (sha256) instead of size + mtime
     bootstrap: int = 1000  # bootstrap resamples for the primary metric's 95% interval (seed 0); 0 turns it off
     include_paths: list[Path] = field(default_factory=list)
     resume: bool = True

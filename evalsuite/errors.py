@@ -35,6 +35,12 @@ class ModelLoadError(UserInputError):
     """A model card, weights file or checkpoint that cannot be loaded as asked."""
 
 
+class NonFiniteFeaturesError(EvalsuiteError):
+    """A tower produced NaN or infinite features (broken weights, fp16 overflow): the task cannot be scored."""
+
+    exit_code = 3
+
+
 class TasksFailedError(EvalsuiteError):
     """Some tasks failed or were flagged; the others were still written."""
 

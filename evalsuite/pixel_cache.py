@@ -13,13 +13,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
+
+from .atomic import atomic_write_bytes, new_temp_file
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,9 @@ class PixelCache:
         self.root = Path(root) / "pixels"
 
     @staticmethod
-    def key(spec: dict, names: list[str], labels: list[int], source) -> str:
-        payload = json.dumps({"spec": spec, "names": names, "labels": labels, "source": source}, sort_keys=True,
-                             default=str, ensure_ascii=False)
+    def key(spec: dict, key_parts: dict) -> str:
+        """The entry of one pixel spec and one sample set (``key_parts``: data identity, --limit, source)."""
+        payload = json.dumps({"spec": spec, "samples": key_parts}, sort_keys=True, default=str, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
     def has(self, key: str) -> bool:
@@ -79,8 +80,7 @@ class PixelCacheWriter:
     def __init__(self, root: Path, key: str, capacity: int, size: int) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root, self.key = root, key
-        fd, self.tmp = tempfile.mkstemp(dir=root, suffix=".npy.tmp")
-        os.close(fd)
+        self.tmp = new_temp_file(root, suffix=".npy.tmp")
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.uint8,
                                                shape=(max(capacity, 1), 3, size, size))
         self.rows = 0
@@ -99,10 +99,7 @@ class PixelCacheWriter:
         del self.array
         os.replace(self.tmp, self.root / f"{self.key}.npy")
         meta = {"labels": self.labels, "kept": self.kept, "failures": [list(f) for f in failures]}
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f)
-        os.replace(tmp, self.root / f"{self.key}.json")
+        atomic_write_bytes(self.root / f"{self.key}.json", json.dumps(meta).encode())
 
     def discard(self) -> None:
         self.array = None

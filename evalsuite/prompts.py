@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Optional
 
 from .config import TaskSpec, from_mapping
 from .errors import PromptError
-from .resources import prompt_dirs
+from .resources import builtin_root, prompt_dirs
 from .yamlio import load_yaml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class PromptBank:
     templates: list[str]
     keys: list[str]
     sources: dict[str, str] = field(default_factory=dict)
+    # prompt files taken from an --include-path folder in place of the built-in file of the same name
+    # (never the paper's prompts: recorded in the results' protocol so `check` refuses them)
+    shadowed: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -45,8 +51,9 @@ class PromptBank:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def prompts(self) -> list[list[str]]:
-        """``prompts()[c][t]``: template t filled with class c."""
-        return [[t.replace("{c}", c) for t in self.templates] for c in self.classnames]
+        """``prompts()[c][t]``: template t filled with class c as ``str.format`` does (CLIP_benchmark's way), so
+        ``{c!r}``, ``{c:>10}`` and ``{{`` mean what they mean in Python."""
+        return [[t.format(c=c) for t in self.templates] for c in self.classnames]
 
 
 def _find(kind: str, name: str, include_paths) -> Path:
@@ -79,6 +86,12 @@ def load_prompt_bank(spec: TaskSpec, include_paths=()) -> PromptBank:
     templ_path = _find("templates", spec.templates, include_paths)
     names = _load_file(ClassnamesFile, names_path)
     templ = _load_file(TemplatesFile, templ_path)
+    shadowed = tuple(str(path) for kind, path in (("classnames", names_path), ("templates", templ_path))
+                     if _shadows_builtin(kind, path))
+    for path in shadowed:
+        log.warning("task %s: prompt file %s replaces the built-in file of the same name; results are marked"
+                    " prompts=include-path and `evalsuite check` will not compare them with the papers",
+                    spec.name, path)
 
     if not names.classnames:
         raise PromptError(f"{names_path}: 'classnames' is empty")
@@ -104,7 +117,13 @@ def load_prompt_bank(spec: TaskSpec, include_paths=()) -> PromptBank:
         templates=list(templ.templates),
         keys=list(keys),
         sources={"classnames": names.source, "templates": templ.source},
+        shadowed=shadowed,
     )
+
+
+def _shadows_builtin(kind: str, path: Path) -> bool:
+    builtin = builtin_root() / "prompts" / kind / path.name
+    return builtin.is_file() and builtin.resolve() != path.resolve()
 
 
 def _load_file(cls, path: Path):

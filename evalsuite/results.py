@@ -11,21 +11,53 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from . import __version__
+from .atomic import atomic_write_bytes
+from .errors import UserInputError
 
 TASK_COLUMNS = (
     "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "transform",
     "protocol", "metric", "value", "ci_low", "ci_high", "is_primary", "num_samples", "num_texts", "num_failed",
+    "expected_num_samples", "expected_num_texts", "count_status",
     "partial", "seconds", "images_per_second", "evalsuite_version", "git_sha", "finished_utc",
 )
-SUMMARY_COLUMNS = ("task", "primary_metric", "value", "num_samples", "num_failed", "partial")
-SUITE_COLUMNS = ("suite", "value", "num_tasks", "tasks", "partial")
+SUMMARY_COLUMNS = ("task", "primary_metric", "value", "num_samples", "num_failed", "expected_num_samples",
+                   "count_status", "partial")
+SUITE_COLUMNS = ("suite", "value", "num_tasks", "tasks", "count_status", "partial")
+
+# count_status: how the samples scored compare with the task's expected_num_samples (and expected_num_texts)
+COUNT_OK, COUNT_FEWER, COUNT_MORE, COUNT_LIMIT, COUNT_UNCHECKED = "ok", "fewer", "more", "limit", "unchecked"
+COUNT_STATUSES = (COUNT_OK, COUNT_FEWER, COUNT_MORE, COUNT_LIMIT, COUNT_UNCHECKED)
+COUNT_MISMATCHES = (COUNT_FEWER, COUNT_MORE)  # a number on another sample set than the protocol's
+
+
+def count_status(num_samples: int, expected: Optional[int], partial: bool, num_texts: Optional[int] = None,
+                 expected_texts: Optional[int] = None) -> str:
+    """``limit`` for a --limit subset; ``unchecked`` when the task states no count; else ``fewer``/``more``
+    when the scored samples (readable ones: unreadable samples shrink the set too) or captions differ."""
+    if partial:
+        return COUNT_LIMIT
+    if expected is None and expected_texts is None:
+        return COUNT_UNCHECKED
+    pairs = [(num_samples, expected), (num_texts, expected_texts)]
+    if any(e is not None and n is not None and n < e for n, e in pairs):
+        return COUNT_FEWER
+    if any(e is not None and n is not None and n > e for n, e in pairs):
+        return COUNT_MORE
+    return COUNT_OK
+
+
+def count_message(row: dict) -> str:
+    """``1000 of 50000 samples`` for a result row (task CSV or summary row) whose count is not ok."""
+    text = f"{row['num_samples']} of {row.get('expected_num_samples') or '?'} expected samples"
+    if row.get("expected_num_texts") not in (None, ""):
+        text += f", {row.get('num_texts')} of {row['expected_num_texts']} expected captions"
+    return text
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -38,17 +70,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
         if not is_writer():
             return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _csv_text(columns, rows: list[dict]) -> str:
@@ -109,6 +131,8 @@ def task_rows(ident: TaskIdentity, result, primary_metric: str) -> list[dict]:
         "transform": result.transform,
         "protocol": format_protocol(result.protocol),
         "num_samples": result.num_samples, "num_texts": result.num_texts, "num_failed": result.num_failed,
+        "expected_num_samples": result.expected_num_samples, "expected_num_texts": result.expected_num_texts,
+        "count_status": result.count_status,
         "partial": result.partial,
         "seconds": round(result.seconds, 3), "images_per_second": round(result.images_per_second, 2),
         "evalsuite_version": __version__, "git_sha": git_sha(),
@@ -126,16 +150,88 @@ def write_task_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, _csv_text(TASK_COLUMNS, rows))
 
 
+class ResultFileError(UserInputError):
+    """A task CSV that is damaged, tampered with or not written by evalsuite (named file, row and column)."""
+
+
+def _parse_fraction(text: str, optional: bool = False) -> Optional[float]:
+    if optional and text == "":
+        return None
+    value = float(text)  # ValueError for non-numbers
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{text!r} is not a fraction in [0, 1]")
+    return value
+
+
+def _parse_count(text: str, optional: bool = False, minimum: int = 0) -> Optional[int]:
+    if optional and text == "":
+        return None
+    value = int(text)
+    if value < minimum:
+        raise ValueError(f"{text!r} is below {minimum}")
+    return value
+
+
+def _parse_bool(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(f"{text!r} is not true or false")
+    return text == "true"
+
+
+def _parse_status(text: str) -> str:
+    if text not in COUNT_STATUSES:
+        raise ValueError(f"{text!r} is not one of {', '.join(COUNT_STATUSES)}")
+    return text
+
+
+_PARSERS = {
+    "value": _parse_fraction, "ci_low": lambda t: _parse_fraction(t, True), "ci_high": lambda t: _parse_fraction(t, True),
+    "is_primary": _parse_bool, "partial": _parse_bool, "num_samples": _parse_count, "num_failed": _parse_count,
+    "num_texts": lambda t: _parse_count(t, True), "task_version": lambda t: _parse_count(t, minimum=1),
+    "expected_num_samples": lambda t: _parse_count(t, True, 1),
+    "expected_num_texts": lambda t: _parse_count(t, True, 1), "count_status": _parse_status,
+}
+_NON_EMPTY = ("model", "model_fingerprint", "task", "task_fingerprint", "metric")
+
+
 def read_task_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["value"] = float(row["value"])
-        row["is_primary"] = row["is_primary"] == "true"
-        row["partial"] = row["partial"] == "true"
-        row["num_samples"] = int(row["num_samples"])
-        row["num_failed"] = int(row["num_failed"])
-        row["task_version"] = int(row["task_version"])
+    """The rows of a task CSV, typed and validated: every column present, values fractions in [0, 1], counts
+    whole numbers, one task, exactly one primary row. Anything else raises ResultFileError naming the file, the
+    line and the column (a damaged or tampered file is never aggregated as it is)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            raw = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ResultFileError(f"{path}: cannot be read as a task CSV ({type(exc).__name__}: {exc})") from None
+    if not header:
+        raise ResultFileError(f"{path}: empty file, not an evalsuite task CSV")
+    missing = [c for c in TASK_COLUMNS if c not in header]
+    if missing:
+        raise ResultFileError(f"{path}: missing columns {', '.join(missing)} (not written by this evalsuite"
+                              " version, or damaged; re-run the task to rewrite it)")
+    if not raw:
+        raise ResultFileError(f"{path}: header only, no result rows (damaged; re-run the task)")
+    rows = []
+    for line, row in enumerate(raw, start=2):
+        if None in row or any(row[c] is None for c in TASK_COLUMNS):
+            raise ResultFileError(f"{path}:{line}: wrong number of fields (truncated or damaged row)")
+        for column in _NON_EMPTY:
+            if not row[column]:
+                raise ResultFileError(f"{path}:{line}: column {column!r} is empty")
+        for column, parse in _PARSERS.items():
+            try:
+                row[column] = parse(row[column])
+            except ValueError as exc:
+                raise ResultFileError(f"{path}:{line}: column {column!r}: {exc}") from None
+        rows.append(row)
+    tasks = {r["task"] for r in rows}
+    if len(tasks) != 1:
+        raise ResultFileError(f"{path}: rows of several tasks ({', '.join(sorted(tasks))})")
+    primaries = sum(r["is_primary"] for r in rows)
+    if primaries != 1:
+        raise ResultFileError(f"{path}: {primaries} primary-metric rows (expected exactly 1)")
     return rows
 
 
@@ -145,31 +241,82 @@ def is_done(path: Path, model_fingerprint: str, task_fingerprint: str) -> bool:
         return False
     try:
         rows = read_task_csv(path)
-    except (OSError, KeyError, ValueError, csv.Error):
-        return False  # unreadable: evaluate again and overwrite
+    except ResultFileError:
+        return False  # unreadable or damaged: evaluate again (the old file goes to history/)
     return bool(rows) and all(
         r["model_fingerprint"] == model_fingerprint and r["task_fingerprint"] == task_fingerprint for r in rows
     )
+
+
+HISTORY_DIR = "history"
+TASK_FILE_SUFFIXES = (".csv", ".predictions.csv", ".errors.txt")  # what a task writes beside its CSV
+
+
+def move_to_history(model_dir: Path, task: str) -> Optional[Path]:
+    """Move ``<task>.csv`` (and its predictions and error list) to ``history/<task>.<fingerprint>.<UTC time>.*``
+    before a result with another fingerprint replaces it: an earlier result is never lost silently."""
+    path = model_dir / f"{task}.csv"
+    if not path.is_file():
+        return None
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            first = next(csv.DictReader(f), None) or {}
+        fingerprint = "".join(ch for ch in str(first.get("task_fingerprint") or "") if ch.isalnum())[:16]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        fingerprint = ""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stem = f"{task}.{fingerprint or 'unreadable'}.{stamp}"
+    (model_dir / HISTORY_DIR).mkdir(parents=True, exist_ok=True)
+    for suffix in TASK_FILE_SUFFIXES:
+        source = model_dir / f"{task}{suffix}"
+        if source.is_file():
+            os.replace(source, model_dir / HISTORY_DIR / f"{stem}{suffix}")
+    return model_dir / HISTORY_DIR / f"{stem}.csv"
+
+
+def current_task_csvs(model_dir: Path, model_fingerprint: str) -> list[str]:
+    """Tasks of ``model_dir`` whose top-level CSV was written for this model fingerprint (readable, named after
+    its task): what summary.csv lists besides the tasks of the run that writes it."""
+    names = []
+    for path in sorted(model_dir.glob("*.csv")):
+        if path.name.endswith(".predictions.csv") or path.stem in ("summary", "suites"):
+            continue
+        try:
+            rows = read_task_csv(path)
+        except ResultFileError:
+            continue
+        if rows[0]["task"] == path.stem and all(r["model_fingerprint"] == model_fingerprint for r in rows):
+            names.append(path.stem)
+    return names
 
 
 def primary_row(rows: list[dict]) -> Optional[dict]:
     return next((r for r in rows if r["is_primary"]), None)
 
 
+def summary_row(row: dict) -> dict:
+    """A task's line in summary.csv, from its primary-metric row."""
+    return {"task": row["task"], "primary_metric": row["metric"], "value": row["value"],
+            "num_samples": row["num_samples"], "num_failed": row["num_failed"],
+            "expected_num_samples": row["expected_num_samples"], "count_status": row["count_status"],
+            "partial": row["partial"]}
+
+
 def write_summary(model_dir: Path, task_names: list[str], model_fingerprint: str,
                   task_fingerprints: dict[str, str]) -> list[dict]:
-    """summary.csv: one row per task (its primary metric), from the task CSVs that match this run's model and
-    task fingerprints (a result left by another configuration, e.g. a --limit run, is not this run's)."""
+    """summary.csv: one row per task (its primary metric): the run's tasks whose CSVs match its model and task
+    fingerprints, then every other task CSV of the folder made with this model fingerprint (earlier runs' tasks;
+    results of other configurations were moved to history/ when replaced)."""
     summary = []
-    for name in task_names:
+    others = [t for t in current_task_csvs(model_dir, model_fingerprint) if t not in task_names]
+    for name in list(task_names) + others:
         path = model_dir / f"{name}.csv"
-        if name not in task_fingerprints or not is_done(path, model_fingerprint, task_fingerprints[name]):
+        if name in task_names and (name not in task_fingerprints
+                                   or not is_done(path, model_fingerprint, task_fingerprints[name])):
             continue
         row = primary_row(read_task_csv(path))
         if row:
-            summary.append({"task": name, "primary_metric": row["metric"], "value": row["value"],
-                            "num_samples": row["num_samples"], "num_failed": row["num_failed"],
-                            "partial": row["partial"]})
+            summary.append(summary_row(row))
     atomic_write_text(model_dir / "summary.csv", _csv_text(SUMMARY_COLUMNS, summary))
     return summary
 
@@ -183,9 +330,16 @@ def write_suites(model_dir: Path, suites: dict[str, list[str]], summary: list[di
             continue
         values = [by_task[m]["value"] for m in members]
         rows.append({"suite": suite, "value": sum(values) / len(values), "num_tasks": len(members),
-                     "tasks": " ".join(members), "partial": any(by_task[m]["partial"] for m in members)})
+                     "tasks": " ".join(members), "count_status": suite_count_status(members, by_task),
+                     "partial": any(by_task[m]["partial"] for m in members)})
     atomic_write_text(model_dir / "suites.csv", _csv_text(SUITE_COLUMNS, rows))
     return rows
+
+
+def suite_count_status(members: list[str], by_task: dict[str, dict]) -> str:
+    """``ok``, or the members whose counts differ from the protocol's: ``fewer:imagenet1k more:mnist``."""
+    odd = [f"{by_task[m]['count_status']}:{m}" for m in members if by_task[m]["count_status"] in COUNT_MISMATCHES]
+    return " ".join(odd) if odd else COUNT_OK
 
 
 def write_run_manifest(model_dir: Path, manifest: dict) -> None:
@@ -197,10 +351,14 @@ def format_table(summary: list[dict], suites: list[dict]) -> str:
     lines = [f"{'task':<28} {'metric':<24} {'value':>8} {'samples':>9} {'failed':>7}"]
     for r in summary:
         mark = " (partial)" if r["partial"] else ""
+        if r.get("count_status") in COUNT_MISMATCHES:
+            mark += f" ({r['count_status']}: {r['num_samples']} of {r['expected_num_samples']} expected)"
         lines.append(f"{r['task']:<28} {r['primary_metric']:<24} {100 * r['value']:>8.2f} {r['num_samples']:>9}"
                      f" {r['num_failed']:>7}{mark}")
     for s in suites:
         mark = " (partial)" if s["partial"] else ""
+        if s.get("count_status", COUNT_OK) != COUNT_OK:
+            mark += f" (counts: {s['count_status']})"
         lines.append(f"{'suite ' + s['suite']:<28} {'mean of primary':<24} {100 * s['value']:>8.2f}"
                      f" {s['num_tasks']:>9} tasks{mark}")
     return "\n".join(lines)

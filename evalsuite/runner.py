@@ -16,8 +16,10 @@ from .config import RunConfig
 from .errors import UserInputError, EvalsuiteError, TasksFailedError
 from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
-from .results import (TaskIdentity, format_table, is_done, task_rows, write_run_manifest, write_suites,
-                      write_summary, write_task_csv, atomic_write_text)
+from .distributed import is_writer
+from .results import (COUNT_MISMATCHES, TaskIdentity, atomic_write_text, count_message, format_table, is_done,
+                      move_to_history, primary_row, read_task_csv, task_rows, write_run_manifest, write_suites,
+                      write_summary, write_task_csv)
 from .resources import default_cache_dir
 from .tasks import build_task
 from .tasks.base import RunContext, Task
@@ -31,8 +33,10 @@ class RunReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # task -> one-line reason
+    bad_input: list[str] = field(default_factory=list)  # failed tasks whose reason is the user's input (exit 2)
     flagged: dict[str, str] = field(default_factory=dict)  # task -> why its numbers need a look
     transforms: dict[str, dict] = field(default_factory=dict)  # best-of-both: per task the winner and both values
+    history: dict[str, str] = field(default_factory=dict)  # task -> where its replaced earlier result went
     table: str = ""
 
 
@@ -45,7 +49,10 @@ class Runner:
         specs = self.catalog.select(config.tasks)
         self.tasks: list[Task] = [build_task(s, config.include_paths) for s in specs]
         self.card: ModelCard = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch)
-        self.model_dir = config.output_dir / results_dirname(self.card)
+        from .models.loading import ADAPTERS
+
+        self.model_dir = config.output_dir / results_dirname(
+            self.card, ADAPTERS.get(self.card.adapter).weights_identity(self.card))
         self._model = None
 
     def model_fingerprint(self) -> str:
@@ -75,7 +82,7 @@ class Runner:
         report = RunReport(self.model_dir)
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
-                         bootstrap_iterations=cfg.bootstrap,
+                         bootstrap_iterations=cfg.bootstrap, verify_data=cfg.verify_data,
                          cache_dir=default_cache_dir() if cfg.cache_features else None,
                          pixel_cache_dir=default_cache_dir() if cfg.cache_pixels else None, decoder=cfg.decoder,
                          resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
@@ -93,6 +100,7 @@ class Runner:
             if cfg.resume and is_done(path, model_fp, self.task_fingerprints[task.name]):
                 log.info("%s: already done (%s), skipped; --no-resume re-runs it", task.name, path)
                 report.skipped.append(task.name)
+                self._reflag_skipped(task, path, report)
             else:
                 pending.append(task)
         model = self._load_model() if pending else None  # once; a model that cannot load stops the run (exit 2)
@@ -112,9 +120,23 @@ class Runner:
         if report.failed or report.flagged:
             parts = [f"failed: {', '.join(report.failed)}"] if report.failed else []
             parts += [f"flagged: {', '.join(report.flagged)}"] if report.flagged else []
-            raise TasksFailedError(f"{'; '.join(parts)} (reasons above and in run.json; other results in"
-                                   f" {self.model_dir})")
+            message = f"{'; '.join(parts)} (reasons above and in run.json; other results in {self.model_dir})"
+            if report.bad_input:  # missing data, bad YAML arguments: the documented exit code for bad input
+                raise UserInputError(message)
+            raise TasksFailedError(message)
         return report
+
+    def _reflag_skipped(self, task: Task, path: Path, report: RunReport) -> None:
+        """A finished task whose numbers need a look stays flagged (exit 3) on every re-run, not only the first."""
+        row = primary_row(read_task_csv(path))
+        reasons = []
+        if row["num_failed"]:
+            reasons.append(f"{row['num_failed']} samples unreadable (list: {self.model_dir / f'{task.name}.errors.txt'})")
+        if row["count_status"] in COUNT_MISMATCHES:
+            reasons.append(f"count_status={row['count_status']}: {count_message(row)}")
+        if reasons:
+            report.flagged[task.name] = "; ".join(reasons) + " (from the earlier run)"
+            log.warning("%s: %s", task.name, report.flagged[task.name])
 
     def _run_task(self, task: Task, model, ctx: RunContext, model_fp: str, report: RunReport) -> None:
         result = self._attempt(task, report, lambda: self._evaluate(task, model, ctx))
@@ -122,9 +144,16 @@ class Runner:
             return
         ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
                              task.spec.version, self.task_fingerprints[task.name])
+        csv_path = self.model_dir / f"{task.name}.csv"
+        if csv_path.is_file() and not is_done(csv_path, model_fp, ident.task_fingerprint) and is_writer():
+            moved = move_to_history(self.model_dir, task.name)  # another configuration's result: keep it
+            report.history[task.name] = str(moved)
+            log.info("%s: the earlier result (other fingerprint) moved to %s", task.name, moved)
         if result.predictions_csv is not None:  # first: a CSV never points at predictions of another run
             atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
-        write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
+        if not result.failures and is_writer():  # an error list of an earlier evaluation is not this one's
+            (self.model_dir / f"{task.name}.errors.txt").unlink(missing_ok=True)
+        write_task_csv(csv_path, task_rows(ident, result, task.spec.primary_metric))
         self._record_problems(task, result, report)
         primary = result.metrics.get(task.spec.primary_metric, float("nan"))
         log.info("%s: %s = %.2f%% on %d samples (%d failed) in %.1fs, %.0f img/s%s", task.name,
@@ -164,9 +193,11 @@ class Runner:
         """One evaluation, or with --transform best-of-both one per resize, keeping the better primary metric
         per task (the EVA-CLIP-18B paper's Table 2 protocol) and recording which won."""
         modes = self._resize_modes(task)
+        # what a reference number must have been made under to be comparable with this one
+        facts = {"decoder": ctx.decoder, "precision": model.precision_mode, **task.protocol_facts()}
         if modes == [None]:
             result = task.evaluate(model, self._with_prefetch(ctx, task, None))
-            result.protocol = {"transform": result.transform, **task.protocol_facts()}
+            result.protocol = {"transform": result.transform, **facts}
             return result
         results = {mode: task.evaluate(model, self._with_prefetch(ctx, task, mode)) for mode in modes}
         primary = task.spec.primary_metric
@@ -175,7 +206,7 @@ class Runner:
         chosen.alternatives = {mode: r.metrics[primary] for mode, r in results.items()}
         log.info("%s: best of both transforms: %s (%s)", task.name, best,
                  ", ".join(f"{m} {100 * v:.2f}%" for m, v in chosen.alternatives.items()))
-        chosen.protocol = {"transform": "best-of-both", **task.protocol_facts()}
+        chosen.protocol = {"transform": "best-of-both", **facts}
         return chosen
 
     def _attempt(self, task: Task, report: RunReport, step):
@@ -187,6 +218,8 @@ class Runner:
                 raise
             log.error("%s: failed: %s", task.name, exc)
             report.failed[task.name] = str(exc)
+            if isinstance(exc, UserInputError):
+                report.bad_input.append(task.name)
             return None
 
     def _record_problems(self, task: Task, result, report: RunReport) -> None:
@@ -201,11 +234,18 @@ class Runner:
                 f"{result.num_failed} of {result.num_failed + result.num_samples} samples unreadable,"
                 f" metrics cover the rest (list: {err_path})"
             )
+        if result.count_status in COUNT_MISMATCHES:
+            why = (f"count_status={result.count_status}: scored {result.num_samples} samples, the task expects"
+                   f" {result.expected_num_samples}")
+            if result.expected_num_texts is not None:
+                why += f" ({result.num_texts} of {result.expected_num_texts} expected captions)"
+            report.flagged[task.name] = "; ".join(filter(None, [report.flagged.get(task.name), why]))
 
     def _write_aggregates(self, model_fp: str, report: RunReport) -> str:
         names = [t.name for t in self.tasks]
         summary = write_summary(self.model_dir, names, model_fp, self.task_fingerprints)
-        suites = {s: self.catalog.suite_members(s) for s in self.catalog.suites_covering(names)}
+        covered = [r["task"] for r in summary]
+        suites = {s: self.catalog.suite_members(s) for s in self.catalog.suites_covering(covered)}
         suite_rows = write_suites(self.model_dir, suites, summary)
         write_run_manifest(self.model_dir, {
             "config": asdict(self.config),
@@ -218,9 +258,13 @@ class Runner:
             "precision": self.precision,
             "preprocess": self._model.preprocess_description() if self._model else asdict_or_none(self.card.preprocess),
             "tasks": {t.name: {"version": t.spec.version, "fingerprint": self.task_fingerprints.get(t.name),
-                               "prompt_digest": getattr(getattr(t, "bank", None), "digest", None)}
+                               "prompt_digest": getattr(getattr(t, "bank", None), "digest", None),
+                               "data_root": t.data_root, "data_identity": t.data_identity,
+                               "data_source": t.source_used}
                       for t in self.tasks},
+            "verify_data": self.config.verify_data,
             "best_of_both": report.transforms,
+            "history": report.history,  # earlier results (other fingerprints) moved aside by this run
             # the image batch actually encoded at once (lower than --batch-size after a CUDA out-of-memory)
             "image_batch_limit": getattr(self._model, "image_batch_limit", None) or self.config.batch_size,
             "done": report.done, "skipped": report.skipped, "failed": report.failed, "flagged": report.flagged,

@@ -72,3 +72,7 @@ def write_fake_mnist(root: Path, labels: list[int], seed: int = 0) -> Path:
     write("t10k", labels)
     write("train", [0])
     return root
+
+# Exit code of a run of a catalogue task on a stand-in smaller than its expected_num_samples (count_status=fewer:
+# the run is flagged, its results written).
+FEWER_THAN_EXPECTED = 3

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import DownloadingSource, Samples, SourceContext
+from .base import DownloadingSource, Samples, SourceContext, data_files_under
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,9 @@ class ClipBenchmarkSource(DownloadingSource):
         names = [f"{self.args.dataset}/{self.args.split}/{i}" for i in range(len(labels))]
         log.info("task %s: %d samples from CLIP_benchmark %s under %s", self.spec.name, len(labels),
                  self.args.dataset, root)
-        return Samples(list(range(len(labels))), labels, ImageAt(ds), names)
+        # the items are indices into torchvision's reader: the files under root are what identifies the data
+        return Samples(list(range(len(labels))), labels, ImageAt(ds), names, root=str(root),
+                       data_files=data_files_under(root))
 
     def download_into(self, target: Path, ctx: SourceContext, stage: Path) -> None:
         with working_directory(stage):  # its shell downloads land in the scratch folder, not the user's cwd

@@ -32,6 +32,7 @@ class FileListSource(DataSource):
 def read_file_list(csv_path: Path, label_keys: list[str], task: str) -> Samples:
     """Samples from a ``path,label`` CSV (optional header); a label is a class key or a class index."""
     key_to_index = {k: i for i, k in enumerate(label_keys)}
+    csv_path = csv_path.resolve()  # absolute items: the same listing read from another working directory
     items, labels = [], []
     with csv_path.open(newline="", encoding="utf-8") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
@@ -52,4 +53,4 @@ def read_file_list(csv_path: Path, label_keys: list[str], task: str) -> Samples:
             p = Path(path)
             items.append(str(p if p.is_absolute() else csv_path.parent / p))
             labels.append(index)
-    return Samples(items, labels, load_image_file, items)
+    return Samples(items, labels, load_image_file, items, root=str(csv_path.parent))

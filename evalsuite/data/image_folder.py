@@ -44,7 +44,9 @@ class ImageFolderSource(DataSource):
         self.extensions = tuple(e.lower() for e in (a.extensions or IMAGE_EXTENSIONS))
 
     def _is_image(self, p: Path) -> bool:
-        return p.is_file() and p.suffix.lower() in self.extensions
+        """An image name that is a file, or a symlink whatever it points at: a dangling link or a link loop is
+        listed and then counted as an unreadable sample, never dropped unseen."""
+        return p.suffix.lower() in self.extensions and (p.is_file() or p.is_symlink())
 
     def samples(self, ctx: SourceContext):
         key_to_index = {k: i for i, k in enumerate(ctx.label_keys)}
@@ -68,7 +70,7 @@ class ImageFolderSource(DataSource):
             pairs = self._flat(root, pattern, key_to_index)
         log.info("task %s: %d images under %s", self.spec.name, len(pairs), root)
         paths = [str(p) for p, _ in pairs]
-        return Samples(paths, [label for _, label in pairs], load_image_file, paths)
+        return Samples(paths, [label for _, label in pairs], load_image_file, paths, root=str(root))
 
     def _class_folders(self, root: Path, key_to_index: dict[str, int]) -> list[tuple[Path, int]]:
         folders = sorted(d for d in root.iterdir() if d.is_dir())

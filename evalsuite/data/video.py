@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from PIL import Image
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, DatasetUnavailableError
 from ..resources import default_cache_dir
 from .base import DataSource, LocalArgs, Samples, SourceContext, locate
@@ -115,15 +115,8 @@ class CachedFrameLoader:
                 return img.convert("RGB")
         frame = read_middle_frame(video, self.rule)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-            os.close(fd)
-            try:
+            with atomic_path(cached) as tmp:
                 frame.save(tmp, format="PNG")
-                os.replace(tmp, cached)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
         return frame
 
 
@@ -152,7 +145,7 @@ class VideoFolderSource(DataSource):
         self.extensions = tuple(e.lower() for e in (self.args.extensions or VIDEO_EXTENSIONS))
 
     def _is_video(self, p: Path) -> bool:
-        return p.is_file() and p.suffix.lower() in self.extensions
+        return p.suffix.lower() in self.extensions and (p.is_file() or p.is_symlink())  # as data/image_folder.py
 
     def _class_of(self, folder_name: str, index: dict[str, int]) -> Optional[int]:
         """A class folder is named by its key, or by the key with '_' written as ' ' (Kinetics downloads)."""
@@ -181,7 +174,8 @@ class VideoFolderSource(DataSource):
         cache = default_cache_dir() if self.args.cache_frames else None
         log.info("task %s: %d videos under %s (frame rule %s)", self.spec.name, len(paths), root,
                  self.args.frame_rule)
-        return Samples(list(paths), list(labels), CachedFrameLoader(self.args.frame_rule, cache), list(paths))
+        return Samples(list(paths), list(labels), CachedFrameLoader(self.args.frame_rule, cache), list(paths),
+                       root=str(root))
 
     def _from_list_file(self, root: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
         list_path = root / self.args.list_file

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserInputError
+from ..errors import NonFiniteFeaturesError, UserInputError
 from .card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class ModelAdapter(ABC):
     L2-normalised features on the model's device."""
 
     weight_kinds: tuple[str, ...] = ()  # the card weight-source kinds this adapter can load
+    casts_weights = False  # True: half precision means weights cast to it; False: fp32 weights under autocast
 
     @classmethod
     def weights_source(cls, card: ModelCard):
@@ -162,6 +163,16 @@ class ModelAdapter(ABC):
     def name(self) -> str:
         return self.card.name
 
+    @property
+    def precision_mode(self) -> str:
+        """What the numbers were computed in, as recorded in ``protocol``: ``fp32``; ``amp_fp16``/``amp_bf16``
+        (fp32 weights under autocast, CLIP_benchmark's ``--amp``); ``fp16``/``bf16`` (weights cast)."""
+        if self.precision == "fp32":
+            return "fp32"
+        if self.casts_weights or self.device.type != "cuda":  # no autocast off CUDA: the weights hold the dtype
+            return self.precision
+        return f"amp_{self.precision}"
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.precision != "fp32":
             return torch.autocast("cuda", dtype=_DTYPES[self.precision])
@@ -180,7 +191,7 @@ class ModelAdapter(ABC):
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast():
             features = self._encode_image(pixels)
-        return F.normalize(features.float(), dim=-1)
+        return self._checked(features, "image")
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         from .text_truncation import trim_padding, truncated_text_features
@@ -191,7 +202,19 @@ class ModelAdapter(ABC):
                 features = truncated_text_features(self._text_tower(), tokens)
             else:
                 features = self._encode_text(tokens.to(self.device, non_blocking=True))
-        return F.normalize(features.float(), dim=-1)
+        return self._checked(features, "text")
+
+    def _checked(self, features: torch.Tensor, tower: str) -> torch.Tensor:
+        """L2-normalised float32 features; NaN or inf anywhere is an error, never a plausible-looking score
+        (NaN features give every sample the same ranking and a chance-level number)."""
+        features = features.float()
+        bad = ~torch.isfinite(features).all(dim=-1)
+        if bool(bad.any()):
+            raise NonFiniteFeaturesError(
+                f"model {self.name}: the {tower} tower produced NaN/inf features for {int(bad.sum())} of"
+                f" {len(features)} inputs in precision {self.precision_mode} on {self.device}; the weights may be"
+                " broken, or half precision overflowed (try --precision fp32 or bf16)")
+        return F.normalize(features, dim=-1)
 
     def _text_tower(self) -> Optional[torch.nn.Module]:
         """The open_clip-style text tower, for prompt truncation; None where it does not apply."""

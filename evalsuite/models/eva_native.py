@@ -387,6 +387,7 @@ def card_config(card) -> EvaClipConfig:
 
 class EvaNativeAdapter(ModelAdapter):
     weight_kinds = ("file", "hf_file")
+    casts_weights = True  # the checkpoint is streamed into the target dtype (one half copy in memory)
 
     @classmethod
     def weights_identity(cls, card) -> dict:

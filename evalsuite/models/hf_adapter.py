@@ -26,6 +26,7 @@ _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL resample codes in preprocessor 
 
 class HfAdapter(ModelAdapter):
     weight_kinds = ("hf_repo",)
+    casts_weights = True  # from_pretrained(dtype=...)
 
     @classmethod
     def weights_identity(cls, card) -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -106,6 +108,22 @@ def load_model(card: ModelCard, device: str = "auto", precision: Optional[str] =
     return adapter_cls(card, dev, resolve_precision(card, dev, precision))
 
 
-def results_dirname(card: ModelCard) -> str:
-    """A folder name for a model's results: the card name with path-unsafe characters replaced."""
-    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in card.name)
+HUB_KINDS = ("hf_file", "open_clip_tag", "package_dir")  # weights a card names by hub identity, not a local path
+
+
+def has_canonical_weights(card: ModelCard) -> bool:
+    """The card's own published weights (hub files, open_clip tags, the packaged demo), as opposed to a local
+    file or folder standing in for them (--weights, local-dir:, a checkpoint path, hf:FOLDER)."""
+    return all(w.kind in HUB_KINDS or (w.kind == "hf_repo" and not Path(w.ref).expanduser().exists())
+               for w in card.weights)
+
+
+def results_dirname(card: ModelCard, weights_identity: Optional[dict] = None) -> str:
+    """A folder name for a model's results: the card name with path-unsafe characters replaced, plus 8 hex digits
+    of the weights identity when the weights are not the card's canonical ones, so two checkpoints of one
+    architecture (``--weights a.pt`` / ``b.pt``, two ``local-dir:`` folders with one basename) never share one."""
+    name = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in card.name).lstrip(".") or "model"
+    if weights_identity is not None and not has_canonical_weights(card):
+        digest = hashlib.sha256(json.dumps(weights_identity, sort_keys=True).encode()).hexdigest()[:8]
+        name += f"-{digest}"
+    return name

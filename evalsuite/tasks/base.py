@@ -34,6 +34,7 @@ class RunContext:
     loaders: Optional["LoaderPool"] = None  # loaders started ahead of their task (set by the runner)
     on_images_read: Optional[Callable[[], None]] = None  # called when a task's images are all decoded
     model_fingerprint: str = ""  # set by the runner; part of every feature-cache key
+    verify_data: bool = False  # --verify-data: the data identity hashes file contents instead of size + mtime
     bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
     bootstrap_seed: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
@@ -67,6 +68,9 @@ class TaskResult:
     protocol: dict[str, str] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> 95% bootstrap interval
     predictions_csv: Optional[str] = None  # per-sample predictions, saved as <task>.predictions.csv
+    expected_num_samples: Optional[int] = None  # the task's count (YAML), for count_status
+    expected_num_texts: Optional[int] = None
+    count_status: str = "unchecked"  # results.count_status: ok | fewer | more | limit | unchecked
 
     @property
     def flagged(self) -> bool:
@@ -89,8 +93,10 @@ class Task(ABC):
                 f" allowed: {', '.join(self.allowed_metrics)}"
             )
         self.sources = [SOURCES.get(source.kind)(spec, source) for source in spec.sources]
-        self.data_identity: Optional[str] = None  # set by prepare(): which samples were found
+        self.data_identity: Optional[str] = None  # set by prepare(): which samples, labels and files were found
+        self.data_root: Optional[str] = None  # set by prepare(): the resolved dataset folder (run.json)
         self.source_used: Optional[str] = None  # kind of the source whose data was found
+        self.listing_warnings: list[str] = []  # set by prepare(): e.g. classes without a sample
 
     @property
     def name(self) -> str:
@@ -99,7 +105,7 @@ class Task(ABC):
     def fingerprint_payload(self) -> dict:
         """What the numbers depend on. Prose (notes, description) and tags are left out on purpose."""
         spec = self.spec.as_dict()
-        for key in ("notes", "description", "tags", "expected_num_samples"):
+        for key in ("notes", "description", "tags", "expected_num_samples", "expected_num_texts"):
             spec.pop(key)
         return {"spec": spec}
 
@@ -146,6 +152,12 @@ class Task(ABC):
             return samples
         raise DatasetUnavailableError(f"task {self.name!r}: " + " | ".join(problems) if len(problems) > 1
                                       else problems[0])
+
+    def set_listing(self, samples: "Samples", ctx: RunContext) -> None:
+        """Record what ``prepare`` found: the data identity (fingerprint, cache keys), the resolved dataset folder
+        and warnings about the listing (classes without a sample)."""
+        self.data_identity = samples.identity(ctx.verify_data)
+        self.data_root = samples.root
 
     def image_input(self, model: "ModelAdapter", ctx: RunContext) -> Optional[ImageInput]:
         """The images ``evaluate`` will encode under ``ctx`` (the runner starts decoding them ahead of time)."""

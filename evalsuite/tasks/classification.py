@@ -10,6 +10,7 @@ from ..data.base import SourceContext
 from ..errors import ConfigError, DatasetUnavailableError
 
 from ..prompts import load_prompt_bank
+from ..results import COUNT_MISMATCHES, count_status
 from .base import ImageInput, RunContext, Task, TaskResult
 
 if TYPE_CHECKING:
@@ -64,12 +65,19 @@ class ClassificationTask(Task):
     def fingerprint_payload(self) -> dict:
         return dict(super().fingerprint_payload(), prompts=self.bank.digest)
 
+    def protocol_facts(self) -> dict[str, str]:
+        return {"prompts": "include-path"} if self.bank.shadowed else {}
+
     def source_context(self, data_root) -> SourceContext:
         return SourceContext(data_root, self.bank.keys)
 
     def prepare(self, ctx: RunContext) -> None:
         self._samples = self.find_samples(self.source_context(ctx.data_root))
-        self.data_identity = self._samples.identity()
+        self.set_listing(self._samples, ctx)
+        empty = sorted(set(range(len(self.bank.classnames))) - set(self._samples.labels))
+        self.listing_warnings = [] if not empty else [
+            f"{len(empty)} of {len(self.bank.classnames)} classes have no sample: "
+            + ", ".join(f"{i} {self.bank.keys[i]!r}" for i in empty[:20]) + (" ..." if len(empty) > 20 else "")]
 
     def dataset(self, transform, ctx: RunContext):
         if getattr(self, "_samples", None) is None:
@@ -91,7 +99,7 @@ class ClassificationTask(Task):
         from ..distributed import is_writer
 
         cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None and ctx.model_fingerprint else None
-        key = cache_key(model=ctx.model_fingerprint, prompts=self.bank.digest)
+        key = cache_key(model=ctx.model_fingerprint, prompts=self.bank.digest, fill="str.format")
         hit = cache.load("classifiers", key) if cache else None
         if hit is not None and hit["classifier"].shape[0] == len(self.bank.classnames):
             return hit["classifier"]
@@ -125,10 +133,12 @@ class ClassificationTask(Task):
         interval = classification_interval(primary, topk, target, len(self.bank.classnames),
                                            BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
         image_seconds = encoded.seconds
-        warnings = []
         expected = self.spec.expected_num_samples
-        if not partial and expected is not None and len(dataset) != expected:
-            warnings.append(f"found {len(dataset)} samples, the task expects {expected}")
+        status = count_status(len(target), expected, partial)
+        warnings = list(self.listing_warnings)
+        if status in COUNT_MISMATCHES:
+            warnings.append(f"scored {len(target)} samples ({len(dataset)} listed, {len(failures)} unreadable),"
+                            f" the task expects {expected}: count_status={status}")
         return TaskResult(
             metrics=metrics,
             num_samples=len(target),
@@ -141,4 +151,5 @@ class ClassificationTask(Task):
             transform=resize,
             intervals={primary: interval} if interval and primary in metrics else {},
             predictions_csv=classification_predictions_csv([dataset.names[i] for i in kept], target, topk),
+            expected_num_samples=expected, count_status=status,
         )

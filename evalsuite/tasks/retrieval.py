@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DatasetUnavailableError
+from ..results import COUNT_MISMATCHES, count_status
 from .base import ImageInput, RunContext, Task, TaskResult
 from .classification import subset_indices
 
@@ -38,10 +39,18 @@ class ZeroShotRetrievalTask(Task):
                 raise ConfigError(f"{spec.file}: recall@{missing} must be listed for both directions")
 
     def prepare(self, ctx: RunContext) -> None:
-        self._samples: "CaptionedSamples" = self.find_samples(self.source_context(ctx.data_root))
+        from ..data.captions import caption_files_note
+
+        try:
+            self._samples: "CaptionedSamples" = self.find_samples(self.source_context(ctx.data_root))
+        except DatasetUnavailableError as exc:
+            note = caption_files_note(self.spec, ctx.data_root)  # COCO caption files are not the Karpathy split
+            if not note:
+                raise
+            raise DatasetUnavailableError(f"{exc} {note}") from None
         if not hasattr(self._samples, "captions"):
             raise ConfigError(f"{self.spec.file}: source {self.source_used!r} gives no captions")
-        self.data_identity = self._samples.identity()
+        self.set_listing(self._samples, ctx)
 
     def image_input(self, model: "ModelAdapter", ctx: RunContext) -> ImageInput:
         if getattr(self, "_samples", None) is None:
@@ -51,8 +60,8 @@ class ZeroShotRetrievalTask(Task):
         if partial:
             samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
         dataset = samples.dataset(model.pixel_transform(self.fixed_resize, ctx.decoder))
-        return ImageInput(dataset, {"data": samples.identity(), "source": self.spec.as_dict()["source"]}, partial,
-                          samples)
+        return ImageInput(dataset, {"data": self.data_identity, "limit": ctx.limit,
+                                    "source": self.spec.as_dict()["source"]}, partial, samples)
 
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
         import torch
@@ -81,10 +90,13 @@ class ZeroShotRetrievalTask(Task):
         interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
                                       BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
         primary = self.spec.primary_metric
-        warnings = []
-        expected = self.spec.expected_num_samples
-        if not partial and expected is not None and len(dataset) != expected:
-            warnings.append(f"found {len(dataset)} images, the task expects {expected}")
+        expected, expected_texts = self.spec.expected_num_samples, self.spec.expected_num_texts
+        status = count_status(len(kept), expected, partial, len(texts), expected_texts)
+        warnings = list(self.listing_warnings)
+        if status in COUNT_MISMATCHES:
+            warnings.append(f"scored {len(kept)} images ({len(dataset)} listed, {len(failures)} unreadable) and"
+                            f" {len(texts)} captions, the task expects {expected} images and"
+                            f" {expected_texts or '?'} captions: count_status={status}")
         return TaskResult(
             metrics={m: metrics[m] for m in self.spec.metrics},
             num_samples=len(kept), num_texts=len(texts), num_failed=len(failures), failures=failures,
@@ -93,4 +105,5 @@ class ZeroShotRetrievalTask(Task):
             partial=partial, warnings=warnings, transform=self.fixed_resize,
             intervals={primary: interval} if interval and primary == "mean_recall" else {},
             predictions_csv=retrieval_predictions_csv([samples.names[i] for i in kept], text_to_image, t2i, i2t),
+            expected_num_samples=expected, expected_num_texts=expected_texts, count_status=status,
         )

@@ -24,4 +24,4 @@ class VideoMiddleFrameTask(ClassificationTask):
 
     def protocol_facts(self) -> dict[str, str]:
         source = next((s for s in self.sources if s.kind == self.source_used), self.sources[0])
-        return {"frame_rule": source.args.frame_rule}
+        return {**super().protocol_facts(), "frame_rule": source.args.frame_rule}

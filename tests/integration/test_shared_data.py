@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import CIFAR10_CLASSES, shared
+from helpers import FEWER_THAN_EXPECTED, CIFAR10_CLASSES, shared
 
 from evalsuite.catalog import Catalog
 from evalsuite.cli import main
@@ -57,7 +57,7 @@ def test_cli_cifar10_all_10000_real_images(tiny_model_dir, tmp_path):
     assert {r["num_samples"] for r in rows} == {"10000"} and {r["num_failed"] for r in rows} == {"0"}
     assert {r["partial"] for r in rows} == {"false"}
     mtime = path.stat().st_mtime_ns
-    assert main(args) == 0  # re-running skips the task
+    assert main(args) == 0  # re-running skips the task (all 10,000: count ok, nothing flagged)
     assert path.stat().st_mtime_ns == mtime
 
 
@@ -65,8 +65,13 @@ def test_cli_cifar10_all_10000_real_images(tiny_model_dir, tmp_path):
 def test_cli_imagenet_sample_1000_images(tiny_model_dir, tmp_path, capsys):
     args = ["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "imagenet1k",
             "--data-root", str(shared("imagenet-sample")), "--output-dir", str(tmp_path)]
-    assert main(args) == 0
+    assert main(args) == FEWER_THAN_EXPECTED
     with (next(tmp_path.iterdir()) / "imagenet1k.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["num_samples"] for r in rows} == {"1000"} and {r["partial"] for r in rows} == {"false"}
-    assert "found 1000 samples, the task expects 50000" in capsys.readouterr().err
+    assert {r["count_status"] for r in rows} == {"fewer"} and {r["expected_num_samples"] for r in rows} == {"50000"}
+    err = capsys.readouterr().err
+    assert "count_status=fewer" in err and "scored 1000 samples" in err and "the task expects 50000" in err
+    # the flag stands: a re-run that skips the task exits 3 again and says why
+    assert main(args) == FEWER_THAN_EXPECTED
+    assert "skipped" in capsys.readouterr().err
