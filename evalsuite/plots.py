@@ -8,7 +8,7 @@ from pathlib import Path
 from .catalog import Catalog
 from .errors import UserInputError
 from .reference import ReferenceRow
-from .report import ModelRun, column_value, paper_columns, reference_value
+from .report import ModelRun, column_tasks, column_value, paper_columns, reference_value
 
 
 def _pyplot():
@@ -27,7 +27,9 @@ def plot_vs_reference(runs: list[ModelRun], refs: list[ReferenceRow], catalog: C
     cols = [c for c in paper_columns(catalog) if not c.task.startswith("suite:")]
     fig, axes = plt.subplots(len(runs), 1, figsize=(16, 4.5 * len(runs)), squeeze=False)
     for ax, run in zip(axes[:, 0], runs):
-        shown = [(c.header, column_value(run, c, catalog), reference_value(refs, run.model, c, run)) for c in cols]
+        # a label marked † / ‡: sample count not the protocol's / partial (report.paper_table's marks)
+        shown = [(c.header + run.marks(column_tasks(c, catalog)), column_value(run, c, catalog),
+                  reference_value(refs, run.model, c, run)) for c in cols]
         shown = [s for s in shown if s[1] is not None or s[2] is not None]
         x = range(len(shown))
         ax.bar([i - 0.2 for i in x], [s[1] or 0 for s in shown], width=0.4, label=f"{run.model} (this run)")

@@ -1,11 +1,18 @@
 """Reports from per-task result CSVs alone: summary/suite tables rebuilt, the paper-style table (Markdown or CSV,
 optionally beside reference numbers), the regression check against a reference report, and the leaderboard.
+
+Every task CSV is validated when read (results.read_task_csv: a damaged or tampered file stops the command, exit 2,
+naming file, line and column), and only the files a run writes are read: ``<task>.csv`` whose ``task`` column is
+``<task>`` (a stray copy such as ``cifar10_old.csv`` is ignored with a warning; ``history/`` is never read).
+Results whose sample count differs from the protocol's (``count_status`` fewer/more) or that are partial
+(``--limit``) are marked in every table, and ``check`` refuses them.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -13,11 +20,16 @@ from typing import Optional
 from .catalog import Catalog
 from .errors import UserInputError
 from .reference import ReferenceRow
-from .results import SUMMARY_COLUMNS, _csv_text, atomic_write_text, parse_protocol, read_task_csv, write_suites
+from .results import (COUNT_LIMIT, COUNT_MISMATCHES, SUMMARY_COLUMNS, _csv_text, atomic_write_text, count_message,
+                      parse_protocol, read_task_csv, suite_count_status, summary_row, write_suites)
+
+log = logging.getLogger("evalsuite.report")
 
 NOT_TASK_CSV = ("summary.csv", "suites.csv")
+HISTORY_DIR = "history"  # earlier results moved aside by a run: never read by reports
 RETRIEVAL_COLUMNS = [f"{d}_retrieval_recall@{k}" for d in ("text", "image") for k in (1, 5, 10)]
 SUITES_FIRST = ["eva_cls27", "imagenet_variants", "eva_video", "eva_retrieval"]
+MARK_COUNT, MARK_PARTIAL = "†", "‡"  # dagger: sample count differs from the protocol's; double: --limit
 
 
 @dataclass
@@ -35,42 +47,86 @@ class ModelRun:
         rows = self.tasks.get(task, [])
         return next((r for r in rows if (r["metric"] == metric if metric else r["is_primary"])), None)
 
+    def flags(self, tasks) -> list[str]:
+        """``imagenet1k:fewer(1000/50000)`` for each of ``tasks`` whose count is not the protocol's or partial."""
+        return [f for f in (count_flag(self.row(t)) for t in tasks if self.row(t)) if f]
 
-def _is_task_csv(path: Path) -> bool:
-    return path.suffix == ".csv" and path.name not in NOT_TASK_CSV and not path.name.endswith(".predictions.csv")
+    def marks(self, tasks) -> str:
+        """The table marks for a cell made of ``tasks``' results."""
+        rows = [self.row(t) for t in tasks if self.row(t)]
+        return ((MARK_COUNT if any(r["count_status"] in COUNT_MISMATCHES for r in rows) else "")
+                + (MARK_PARTIAL if any(is_partial(r) for r in rows) else ""))
 
 
-def load_runs(path: Path) -> list[ModelRun]:
-    """``path`` is one model's folder (task CSVs inside) or a folder of such folders."""
+def is_partial(row: dict) -> bool:
+    return row["partial"] or row["count_status"] == COUNT_LIMIT
+
+
+def count_flag(row: dict) -> str:
+    """``task:fewer(1000/50000)``, ``task:limit(500/10000)``, with ``,24000/25010 texts`` for captions; '' when the
+    count is the protocol's (or the task states none)."""
+    status = COUNT_LIMIT if is_partial(row) else row["count_status"]
+    if status not in COUNT_MISMATCHES and status != COUNT_LIMIT:
+        return ""
+    counts = f"{row['num_samples']}/{row['expected_num_samples'] or '?'}"
+    if row.get("expected_num_texts") not in (None, ""):
+        counts += f",{row['num_texts']}/{row['expected_num_texts']} texts"
+    return f"{row['task']}:{status}({counts})"
+
+
+def _candidate_csvs(folder: Path) -> list[Path]:
+    """Top-level CSVs that could be task results (summary/suites tables and predictions are not)."""
+    return sorted(p for p in folder.iterdir() if p.suffix == ".csv" and p.is_file() and not p.name.startswith(".")
+                  and p.name not in NOT_TASK_CSV and not p.name.endswith(".predictions.csv"))
+
+
+def _task_column(path: Path) -> Optional[set[str]]:
+    """The values of a CSV's ``task`` column, or None when it has none to read (empty, header only, no column)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if "task" not in (reader.fieldnames or []):
+                return None
+            return {r["task"] for r in reader if r.get("task")} or None
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def load_runs(path: Path, known_tasks=None) -> list[ModelRun]:
+    """``path`` is one model's folder (task CSVs inside) or a folder of such folders.
+
+    Read are ``<task>.csv`` files whose ``task`` column is ``<task>``, validated (a damaged one raises
+    ResultFileError, exit 2). A CSV holding another task's rows (``cifar10_old.csv``) is ignored, as is an unreadable
+    one whose name is no task of ``known_tasks`` (when given); one warning names them. ``history/`` is not read."""
     if not path.is_dir():
         raise UserInputError(f"{path}: not a folder of results")
-    folders = [path] if any(_is_task_csv(p) for p in path.iterdir()) else sorted(
-        d for d in path.iterdir() if d.is_dir() and any(_is_task_csv(p) for p in d.iterdir()))
-    if not folders:
-        raise UserInputError(f"{path}: no task result CSVs here or in its sub-folders (expected results/<model>/)")
-    runs = []
+    folders = [path] if _candidate_csvs(path) else sorted(
+        d for d in path.iterdir() if d.is_dir() and d.name != HISTORY_DIR and _candidate_csvs(d))
+    runs, ignored = [], []
     for folder in folders:
         run = ModelRun(folder)
-        for csv_path in sorted(p for p in folder.iterdir() if _is_task_csv(p)):
-            try:
-                rows = read_task_csv(csv_path)
-            except (KeyError, ValueError, csv.Error) as exc:
-                raise UserInputError(f"{csv_path}: not an evalsuite task CSV ({type(exc).__name__}: {exc})") from None
-            if rows:
-                run.tasks[rows[0]["task"]] = rows
-        runs.append(run)
+        for csv_path in _candidate_csvs(folder):
+            tasks, name = _task_column(csv_path), csv_path.stem
+            if tasks is not None and name not in tasks:
+                ignored.append(f"{csv_path} (holds task {', '.join(sorted(tasks))})")
+                continue
+            if tasks is None and known_tasks is not None and name not in known_tasks:
+                ignored.append(f"{csv_path} (no task column to read, and {name!r} is no known task)")
+                continue
+            run.tasks[name] = read_task_csv(csv_path)  # ResultFileError (exit 2) for a damaged file
+        if run.tasks:
+            runs.append(run)
+    if ignored:
+        log.warning("ignored %d CSV file(s) that are not a task result a run wrote (<task>.csv holding task"
+                    " <task>): %s", len(ignored), "; ".join(ignored))
+    if not runs:
+        raise UserInputError(f"{path}: no task result CSVs here or in its sub-folders (expected results/<model>/)")
     return runs
 
 
 def rebuild_tables(run: ModelRun, catalog: Catalog) -> tuple[list[dict], list[dict]]:
-    """summary.csv and suites.csv of ``run`` from its task CSVs (whatever run produced them)."""
-    summary = []
-    for task in sorted(run.tasks):
-        row = run.row(task)
-        if row:
-            summary.append({"task": task, "primary_metric": row["metric"], "value": row["value"],
-                            "num_samples": row["num_samples"], "num_failed": row["num_failed"],
-                            "partial": row["partial"]})
+    """summary.csv and suites.csv of ``run`` from its task CSVs (those load_runs accepted), with count_status."""
+    summary = [summary_row(run.row(task)) for task in sorted(run.tasks)]
     atomic_write_text(run.folder / "summary.csv", _csv_text(SUMMARY_COLUMNS, summary))
     suites = write_suites(run.folder, {s: catalog.suite_members(s) for s in catalog.suites}, summary)
     return summary, suites
@@ -100,6 +156,11 @@ def paper_columns(catalog: Catalog) -> list[Column]:
     return cols + [Column("MR", "suite:eva_retrieval")]
 
 
+def column_tasks(col: Column, catalog: Catalog) -> list[str]:
+    """The tasks whose results make a column's value."""
+    return catalog.suite_members(col.task[6:]) if col.task.startswith("suite:") else [col.task]
+
+
 def column_value(run: ModelRun, col: Column, catalog: Catalog) -> Optional[float]:
     """Percent, or None when the run lacks it."""
     if col.task.startswith("suite:"):
@@ -118,47 +179,69 @@ def reference_value(refs: list[ReferenceRow], model: str, col: Column, run: Mode
     return next((r.value for r in refs if r.model == model and r.task == col.task and r.metric == metric), None)
 
 
+def _footnotes(run: ModelRun, tasks: list[str]) -> list[str]:
+    notes = []
+    for task in tasks:
+        row = run.row(task)
+        if not row or not count_flag(row):
+            continue
+        if is_partial(row):
+            notes.append(f"{MARK_PARTIAL} {run.model} {task}: partial (--limit subset), {count_message(row)}")
+        else:
+            notes.append(f"{MARK_COUNT} {run.model} {task}: count {row['count_status']}, {count_message(row)} (not"
+                         " the protocol's sample set)")
+    return notes
+
+
 def paper_table(runs: list[ModelRun], catalog: Catalog, refs: Optional[list[ReferenceRow]] = None,
                 fmt: str = "md") -> str:
+    """Markdown: a value whose sample count differs from the protocol's is marked †, a partial one ‡
+    (suite cells when a member is), with a footnote per task naming the counts. CSV: a ``flags`` column lists
+    them (``imagenet1k:fewer(1000/50000)``)."""
     cols = [c for c in paper_columns(catalog) if any(column_value(r, c, catalog) is not None for r in runs)]
     if not cols:
         raise UserInputError("none of the runs has a result for a paper-table column (EVA-CLIP tasks or suites)")
+    shown_tasks = list(dict.fromkeys(t for c in cols for t in column_tasks(c, catalog)))
     table = []
     for run in runs:
         cells = {}
         for col in cols:
             value = column_value(run, col, catalog)
             ref = reference_value(refs, run.model, col, run) if refs else None
-            cells[col.header] = (value, ref)
-        table.append((run.model, cells))
+            cells[col.header] = (value, ref, run.marks(column_tasks(col, catalog)) if value is not None else "")
+        table.append((run, cells))
     if fmt == "csv":
         header = ["model"] + [h for c in cols for h in ([c.header, f"{c.header} ref", f"{c.header} delta"]
-                                                        if refs else [c.header])]
+                                                        if refs else [c.header])] + ["flags"]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(header)
-        for model, cells in table:
-            row = [model]
+        for run, cells in table:
+            row = [run.model]
             for col in cols:
-                value, ref = cells[col.header]
+                value, ref, _ = cells[col.header]
                 row.append("" if value is None else f"{value:.2f}")
                 if refs:
                     row += ["" if ref is None else f"{ref:g}",
                             "" if value is None or ref is None else f"{value - ref:+.2f}"]
-            writer.writerow(row)
+            writer.writerow(row + [" ".join(run.flags(shown_tasks))])
         return buf.getvalue()
 
-    def cell(value, ref):
-        text = "–" if value is None else f"{value:.1f}"
+    def cell(value, ref, marks):
+        text = "–" if value is None else f"{value:.1f}{marks}"
         if refs and ref is not None:
             text += f" ({ref:g}" + ("" if value is None else f", {value - ref:+.1f}") + ")"
         return text
 
     lines = ["| model | " + " | ".join(c.header for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for model, cells in table:
-        lines.append(f"| {model} | " + " | ".join(cell(*cells[c.header]) for c in cols) + " |")
+    for run, cells in table:
+        lines.append(f"| {run.model} | " + " | ".join(cell(*cells[c.header]) for c in cols) + " |")
     if refs:
         lines.append("\nCells: value (reference, delta) in percent.")
+    notes = [n for run, _ in table for n in _footnotes(run, shown_tasks)]
+    if notes:
+        lines.append("")
+        lines += notes
     return "\n".join(lines) + "\n"
 
 
@@ -173,31 +256,73 @@ class CheckReport:
     breaches: int = 0
     refused: int = 0
     not_run: int = 0
+    not_reproducible: int = 0  # reference rows of a protocol evalsuite cannot run (skipped, said why)
+    allowed: int = 0  # compared despite a count mismatch (--allow-count-mismatch)
 
     @property
     def exit_code(self) -> int:
-        if self.refused or not self.compared:
-            return 2
-        return 4 if self.breaches else 0
+        """4 on any breach (even when other rows are refused); else 2 when something is refused or nothing was
+        comparable; else 0."""
+        if self.breaches:
+            return 4
+        return 2 if self.refused or not self.compared else 0
 
 
-def _refusal(rows: list[dict], ref: ReferenceRow) -> Optional[str]:
-    for row in rows:
-        if row["partial"]:
-            return f"{row['task']}: partial result (--limit run); the reference is on the full dataset"
-        protocol = parse_protocol(row.get("protocol", ""))
-        transform = protocol.get("transform", row.get("transform", ""))
-        if transform != ref.transform:
-            return (f"{row['task']}: run with transform {transform or '?'}, the reference assumes {ref.transform}"
-                    f" (rerun with --transform {ref.transform})")
-        if ref.frame_rule and protocol.get("frame_rule") != ref.frame_rule:
-            return (f"{row['task']}: frame rule {protocol.get('frame_rule', '?')}, the reference assumes"
-                    f" {ref.frame_rule}")
-    return None
+PROTOCOL_KEYS = ("transform", "decoder", "precision")  # what every result's protocol records (frame_rule: video)
+PRECISION_ADVICE = {"amp_fp16": "run on CUDA with --precision fp16", "amp_bf16": "run on CUDA with --precision bf16",
+                    "fp32": "rerun with --precision fp32"}
+
+
+def _protocol_reasons(row: dict, ref: ReferenceRow) -> list[str]:
+    """Why ``row`` was not made under the protocol ``ref`` assumes (one short reason each, with the fix)."""
+    protocol = parse_protocol(row["protocol"])
+    missing = [k for k in PROTOCOL_KEYS + (("frame_rule",) if ref.frame_rule else ()) if k not in protocol]
+    if missing:
+        return [f"unknown protocol (no {', '.join(missing)} in its protocol column {row['protocol']!r}: written by"
+                " an older evalsuite or edited; re-run the task)"]
+    reasons = []
+    if protocol.get("prompts") == "include-path":
+        reasons.append("prompts from an --include-path file that shadows the built-in one, never the paper's"
+                       " (rerun without that prompt file)")
+    if protocol["transform"] != ref.transform:
+        reasons.append(f"transform {protocol['transform']}, the reference assumes {ref.transform}"
+                       f" (rerun with --transform {ref.transform})")
+    if ref.decoder and protocol["decoder"] != ref.decoder:
+        reasons.append(f"decoder {protocol['decoder']}, the reference assumes {ref.decoder}"
+                       f" (rerun with --decoder {ref.decoder})")
+    if ref.precision and protocol["precision"] != ref.precision:
+        advice = PRECISION_ADVICE.get(ref.precision, f"rerun in precision {ref.precision}")
+        reasons.append(f"precision {protocol['precision']}, the reference assumes {ref.precision} ({advice})")
+    if ref.frame_rule and protocol["frame_rule"] != ref.frame_rule:
+        reasons.append(f"frame rule {protocol['frame_rule']}, the reference assumes {ref.frame_rule} (set the"
+                       f" task's source.args.frame_rule: {ref.frame_rule})")
+    return reasons
+
+
+def _row_refusal(row: dict, ref: ReferenceRow, allow_count_mismatch: bool) -> Optional[str]:
+    reasons = []
+    if is_partial(row):
+        reasons.append(f"partial result (--limit run: {count_message(row)}); the reference is on the full dataset")
+    elif row["count_status"] in COUNT_MISMATCHES and not allow_count_mismatch:
+        reasons.append(f"count {row['count_status']}: {count_message(row)}; the reference is on the protocol's"
+                       " full set (--allow-count-mismatch compares anyway)")
+    reasons += _protocol_reasons(row, ref)
+    return "; ".join(reasons) or None
+
+
+def _refusal(rows: list[dict], ref: ReferenceRow, allow_count_mismatch: bool = False) -> Optional[str]:
+    """Why ``rows`` (one task's, or a suite's members') cannot be compared with ``ref``, or None."""
+    why = {r["task"]: w for r in rows if (w := _row_refusal(r, ref, allow_count_mismatch))}
+    if not why:
+        return None
+    if not ref.is_suite:
+        return next(iter(why.values()))
+    first = next(iter(why))
+    return (f"{len(why)} of {len(rows)} members refused: {', '.join(why)} ({first}: {why[first]})")
 
 
 def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, tolerance: Optional[float] = None,
-              model: Optional[str] = None) -> CheckReport:
+              model: Optional[str] = None, allow_count_mismatch: bool = False) -> CheckReport:
     model = model or run.model
     report = CheckReport()
     for ref in (r for r in refs if r.model == model):
@@ -215,7 +340,11 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
                 continue
             rows, value = [row], row["value"]
         label = f"{model} {ref.task} {ref.metric}"
-        why = _refusal(rows, ref)
+        if ref.not_reproducible:
+            report.not_reproducible += 1
+            report.lines.append(f"SKIPPED {label}: not reproducible by evalsuite: {ref.not_reproducible}")
+            continue
+        why = _refusal(rows, ref, allow_count_mismatch)
         if why:
             report.refused += 1
             report.lines.append(f"REFUSED {label}: {why}")
@@ -227,8 +356,16 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
         report.breaches += not ok
         report.lines.append(f"{'ok     ' if ok else 'BREACH '} {label}: {100 * value:.2f} vs {ref.value:g}"
                             f" (delta {delta:+.2f} pp, tolerance {tol:g})")
+        odd = [r for r in rows if r["count_status"] in COUNT_MISMATCHES]
+        if odd:
+            report.allowed += 1
+            report.lines.append("        counts differ, compared because of --allow-count-mismatch: "
+                                + "; ".join(f"{r['task']} {r['count_status']} ({count_message(r)})" for r in odd))
     summary = (f"{report.compared} compared, {report.breaches} beyond tolerance, {report.refused} refused,"
-               f" {report.not_run} reference values without a result in {run.folder}")
+               f" {report.not_reproducible} not reproducible (skipped), {report.not_run} reference values without a"
+               f" result in {run.folder}")
+    if report.allowed:
+        summary += f"; {report.allowed} compared despite sample counts that differ (--allow-count-mismatch)"
     if not report.compared and not report.refused:
         summary += f"; nothing comparable for model {model!r}"
     report.lines.append(summary)
@@ -241,7 +378,10 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
 
 def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]) -> tuple[str, str]:
     """(display CSV, long CSV). Display: one row per (model, run), suites first then per-task primary metrics in
-    paper order, percent with 2 decimals. Long: model, run, column, value (fraction, full precision)."""
+    paper order, percent with 2 decimals, and a last ``flags`` column naming the tasks whose sample count is not the
+    protocol's or partial (``imagenet1k:fewer(1000/50000)``). Long: model, run, column, metric, value (fraction,
+    full precision), partial, count_status (a suite's: ``ok`` or its odd members), num_samples,
+    expected_num_samples."""
     suites = [s for s in SUITES_FIRST if s in catalog.suites]
     tasks = [t for s in ("eva_cls27", "eva_video", "eva_retrieval") if s in catalog.suites
              for t in catalog.suite_members(s)]
@@ -249,8 +389,9 @@ def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]
     tasks += extra
     display, long_rows = io.StringIO(), io.StringIO()
     d, lw = csv.writer(display, lineterminator="\n"), csv.writer(long_rows, lineterminator="\n")
-    d.writerow(["model", "run", "params_millions"] + suites + tasks)
-    lw.writerow(["model", "run", "column", "metric", "value", "partial"])
+    d.writerow(["model", "run", "params_millions"] + suites + tasks + ["flags"])
+    lw.writerow(["model", "run", "column", "metric", "value", "partial", "count_status", "num_samples",
+                 "expected_num_samples"])
     for run in runs:
         values = []
         for s in suites:
@@ -258,15 +399,18 @@ def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]
             v = suite_value(run, members)
             values.append(v)
             if v is not None:
-                partial = any(run.row(m)["partial"] for m in members)
-                lw.writerow([run.model, str(run.folder), f"suite:{s}", "mean_primary", repr(v), str(partial).lower()])
+                by_task = {m: run.row(m) for m in members}
+                partial = any(is_partial(r) for r in by_task.values())
+                lw.writerow([run.model, str(run.folder), f"suite:{s}", "mean_primary", repr(v), str(partial).lower(),
+                             suite_count_status(members, by_task), "", ""])
         for t in tasks:
             row = run.row(t)
             values.append(row["value"] if row else None)
             if row:
                 lw.writerow([run.model, str(run.folder), t, row["metric"], repr(row["value"]),
-                             str(row["partial"]).lower()])
+                             str(is_partial(row)).lower(), row["count_status"], row["num_samples"],
+                             "" if row["expected_num_samples"] is None else row["expected_num_samples"]])
         p = params.get(run.model)
         d.writerow([run.model, str(run.folder), "" if p is None else f"{p:g}"]
-                   + ["" if v is None else f"{100 * v:.2f}" for v in values])
+                   + ["" if v is None else f"{100 * v:.2f}" for v in values] + [" ".join(run.flags(tasks))])
     return display.getvalue(), long_rows.getvalue()

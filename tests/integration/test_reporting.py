@@ -9,7 +9,7 @@ import pytest
 from evalsuite.catalog import Catalog
 from evalsuite.cli import main
 from evalsuite.reference import convert_paper_numbers, load_reference, rows_to_csv, reference_path, select_report
-from evalsuite.results import TASK_COLUMNS, write_task_csv
+from evalsuite.results import TASK_COLUMNS, count_status, format_protocol, write_task_csv
 
 from helpers import REPO, shared
 
@@ -18,14 +18,21 @@ REPORT = "evaclip18b_paper_2402.04252v1"
 
 
 def write_synthetic_run(folder: Path, model: str, report: str = REPORT, nudge: dict | None = None,
-                        partial: set = frozenset(), transform: str | None = None) -> Path:
-    """Task CSVs holding the reference's own values for ``model`` (as fractions), under the reference's protocol."""
+                        partial: set = frozenset(), transform: str | None = None, counts: dict | None = None,
+                        protocol: dict | None = None) -> Path:
+    """Task CSVs holding the reference's own values for ``model`` (as fractions), under the reference's protocol
+    (retrieval squashed, as a run always does), every column as a run writes it. ``counts`` {task: num_samples}
+    gives a task another sample count than its YAML's; ``protocol`` {task: {key: value or None}} changes (None:
+    drops) keys of a task's protocol cell."""
     refs = [r for r in select_report(load_reference(), report) if r.model == model and not r.is_suite]
     by_task: dict[str, dict[str, float]] = {}
-    protocol: dict[str, str] = {}
+    protocols: dict[str, dict] = {}
     for r in refs:
         by_task.setdefault(r.task, {})[r.metric] = r.value / 100
-        protocol[r.task] = f"transform={transform or r.transform}" + (f";frame_rule={r.frame_rule}" if r.frame_rule else "")
+        retrieval = CATALOG.tasks[r.task].type == "zeroshot_retrieval"
+        protocols[r.task] = {"transform": "squash" if retrieval else transform or r.transform,
+                             "decoder": r.decoder, "precision": r.precision,
+                             **({"frame_rule": r.frame_rule} if r.frame_rule else {})}
     folder.mkdir(parents=True, exist_ok=True)
     for task, metrics in by_task.items():
         spec = CATALOG.tasks[task]
@@ -33,12 +40,18 @@ def write_synthetic_run(folder: Path, model: str, report: str = REPORT, nudge: d
             metrics["mean_recall"] = sum(metrics.values()) / len(metrics)
         for name, delta in (nudge or {}).get(task, {}).items():
             metrics[name] += delta / 100
+        cell = {k: v for k, v in (protocols[task] | (protocol or {}).get(task, {})).items() if v is not None}
+        expected, expected_texts = spec.expected_num_samples, spec.expected_num_texts
+        num_samples = (counts or {}).get(task, expected)
+        num_texts = expected_texts if spec.type == "zeroshot_retrieval" else None
         rows = [{c: "" for c in TASK_COLUMNS} | {
             "model": model, "model_fingerprint": "f" * 16, "adapter": "eva_native", "weights": "file:x", "task": task,
-            "task_version": spec.version, "task_fingerprint": "t" * 16, "transform": "squash",
-            "protocol": protocol[task], "metric": m, "value": v, "is_primary": m == spec.primary_metric,
-            "num_samples": spec.expected_num_samples, "num_failed": 0, "partial": task in partial,
-            "seconds": 1.0, "images_per_second": 1.0} for m, v in metrics.items()]
+            "task_version": spec.version, "task_fingerprint": "t" * 16, "transform": cell.get("transform", "squash"),
+            "protocol": format_protocol(cell), "metric": m, "value": v, "is_primary": m == spec.primary_metric,
+            "num_samples": num_samples, "num_texts": num_texts, "num_failed": 0,
+            "expected_num_samples": expected, "expected_num_texts": expected_texts,
+            "count_status": count_status(num_samples, expected, task in partial, num_texts, expected_texts),
+            "partial": task in partial, "seconds": 1.0, "images_per_second": 1.0} for m, v in metrics.items()]
         write_task_csv(folder / f"{task}.csv", rows)
     return folder
 
@@ -158,7 +171,8 @@ def test_predictions_recompute_metrics_and_bootstrap_interval(tiny_model_dir, ci
 
     out = tmp_path / "out"
     assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "cifar10", "--data-root",
-                 str(cifar_like_root), "--output-dir", str(out), "--workers", "0", "--bootstrap", "200"]) == 0
+                 str(cifar_like_root), "--output-dir", str(out), "--workers", "0", "--bootstrap", "200"]) == 3
+    # exit 3: 40 stand-in images of CIFAR-10's 10,000 (count_status=fewer flags the run; its results are written)
     model_dir = next(out.iterdir())
     rows = {r["metric"]: r for r in csv.DictReader((model_dir / "cifar10.csv").open())}
     topk, targets = read_classification_predictions(model_dir / "cifar10.predictions.csv")
