@@ -253,3 +253,20 @@ def test_tolerance_must_be_finite_and_not_negative(tmp_path, capsys, tolerance):
     assert exc.value.code == 2
     assert "--tolerance" in capsys.readouterr().err
     assert check(run, "--tolerance", "0.5") == 4  # the 88-point regression is caught
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_imagenet_sample_is_refused_by_check_naming_the_counts(tiny_model_dir, tmp_path, capsys):
+    from helpers import shared
+
+    out = tmp_path / "results"
+    main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "imagenet1k", "--data-root",
+          str(shared("imagenet-sample")), "--output-dir", str(out), "--workers", "0", "--bootstrap", "0"])
+    capsys.readouterr()
+    assert main(["check", str(out), "--reference", REPORT, "--as-model", MODEL]) == 2
+    (line,) = [x for x in lines(capsys.readouterr().out, "REFUSED") if x.split()[2] == "imagenet1k"]
+    assert "count fewer: 1000 of 50000 expected samples" in line
+    assert "decoder tensor, the reference assumes pil" in line and "precision fp32" in line  # a CPU run's protocol
+    assert main(["aggregate", str(out)]) == 0
+    assert "† local-dir" in capsys.readouterr().out
