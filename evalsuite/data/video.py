@@ -1,17 +1,29 @@
-"""Videos classified from one frame: the frame-index rule, an exact frame reader, a frame cache, the source kind.
+"""Videos classified from one frame: the frame rules, exact frame readers, a frame cache, the source kind.
 
-Frames are decoded sequentially with PyAV (FFmpeg's decoders), counting every decoded frame: the container's frame
-count can be 0 or wrong, and seeking decoders can return a neighbouring frame on files with packed B-frames (XVID
-AVI). decord is not used for this reason; sequential decoding is what ffmpeg itself does, and the tests compare
-the frames bit for bit with the ffmpeg binary.
+``vissl`` (the default, the papers' protocol) is vissl's own middle-frame extraction
+(``extra_scripts/datasets/create_k700_data_files.py`` / ``create_ucf101_data_files.py``, which the EVA-CLIP README
+cites), step for step: open the clip with PyAV, take ``nb_frames`` from the container header
+(``streams.video[0].frames``, FFmpeg's nb_frames, 0 when the container does not declare it), decode sequentially
+and keep the frame ``i`` with ``i - 1 == nb_frames // 2``, stopping there; then the frame goes through a JPEG
+file saved with PIL's defaults (quality 75), since those JPEGs are what the models were scored on. What follows
+from the header count (written down in docs/video_frames.md): a header that declares 0 frames (MKV, WebM)
+gives frame 1; a header larger than the decodable frames (a truncated MP4) means the target is never reached:
+the clip is an error, as in vissl (counted and listed, never dropped); an edit list makes the header count
+differ from what is decoded, and vissl's frame is kept all the same. ``decoded_middle`` is evalsuite's
+earlier rule: frames counted by decoding (never the header), the same ``count // 2 + 1`` index, the lossless
+frame. ``center`` (``count // 2``) and ``first`` (0) are controls, lossless as well.
+
+Decoding is sequential: seeking decoders can return a neighbouring frame on files with packed B-frames (XVID
+AVI). decord is not used for that reason (vissl itself uses PyAV).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -26,23 +38,30 @@ from .file_list import read_file_list
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
-FRAME_RULES = ("vissl", "center", "first")
-READER_VERSION = 1  # part of the frame-cache key: bump when the reader's output could change
+FRAME_RULES = ("vissl", "decoded_middle", "center", "first")
+READER_VERSION = 2  # part of the frame-cache key and the video task fingerprint: bump when a reader changes
+
+
+def frame_format(rule: str) -> str:
+    """How the chosen frame reaches the model: vissl's JPEG file (PIL defaults), or the decoded frame itself."""
+    return "jpeg_pil_default" if rule == "vissl" else "lossless"
 
 
 class VideoDecodeError(Exception):
     """A clip with no decodable frames, too few for the rule, or one the decoder rejects."""
 
 
-def frame_index(num_frames: int, rule: str = "vissl") -> int:
-    """The 0-based index of the frame the rule picks from a clip of ``num_frames`` decoded frames.
+def frame_index(num_frames: int, rule: str = "decoded_middle") -> int:
+    """The 0-based index of the frame a decoded-count rule picks from a clip of ``num_frames`` decoded frames.
 
-    ``vissl``: vissl's extraction keeps the frame ``i`` (0-based) with ``i - 1 == num_frames // 2``, i.e.
-    ``num_frames // 2 + 1`` (the EVA-CLIP protocol). ``center``: ``num_frames // 2``. ``first``: 0 (a control).
+    ``decoded_middle``: ``num_frames // 2 + 1`` (vissl's index, with the count taken by decoding);
+    ``center``: ``num_frames // 2``; ``first``: 0 (a control). (``vissl`` takes its count from the header and is
+    read by ``vissl_frame``; the same index applies when the header is right.)
     """
     if rule not in FRAME_RULES:
         raise ValueError(f"unknown frame rule {rule!r}; known: {', '.join(FRAME_RULES)}")
-    index = {"vissl": num_frames // 2 + 1, "center": num_frames // 2, "first": 0}[rule]
+    index = {"vissl": num_frames // 2 + 1, "decoded_middle": num_frames // 2 + 1, "center": num_frames // 2,
+             "first": 0}[rule]
     if num_frames <= 0 or index >= num_frames:
         raise VideoDecodeError(f"{num_frames} decodable frame(s): too few for the {rule!r} rule")
     return index
@@ -71,32 +90,85 @@ def read_frame(path: str | os.PathLike, index: int) -> Image.Image:
     raise VideoDecodeError(f"{path}: frame {index} not reached")
 
 
-def read_middle_frame(path: str | os.PathLike, rule: str = "vissl") -> Image.Image:
-    """The frame the rule picks (``vissl``: 0-based ``nb_frames // 2 + 1``), counting frames by decoding them.
+def vissl_frame(path: str | os.PathLike) -> Image.Image:
+    """The frame vissl's ``_extract_middle_frame`` returns: header count, one sequential decode stopped at frame
+    ``i`` with ``i - 1 == nb_frames // 2``. vissl returns None when that frame is never reached (its Kinetics
+    script lists the clip as an error; its UCF script crashes on it): here a VideoDecodeError."""
+    import av
 
-    Raises VideoDecodeError for empty, corrupt or too-short clips (callers record them as failures).
-    """
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise VideoDecodeError("no video stream")
+        stream = container.streams.video[0]
+        nb_frames = stream.frames
+        decoded = 0
+        for i, frame in enumerate(container.decode(stream)):
+            decoded = i + 1
+            if i - 1 == nb_frames // 2:
+                return frame.to_image()
+    raise VideoDecodeError(f"the container declares {nb_frames} frames, so vissl's rule wants frame"
+                           f" {nb_frames // 2 + 1}, but only {decoded} decode")
+
+
+def vissl_jpeg(image: Image.Image) -> bytes:
+    """The bytes of the JPEG file vissl writes for a frame (``frame.save(<name>.jpg)``: PIL's defaults)."""
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def decode_jpeg_file(data: bytes) -> Image.Image:
+    """A frame JPEG as the evaluation loaded it: PIL open + convert("RGB")."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
+def read_frame_bytes(path: str | os.PathLike, rule: str = "vissl") -> tuple[bytes, str]:
+    """The chosen frame as stored in the frame cache: (JPEG bytes, "jpg") for vissl, (PNG bytes, "png") else.
+
+    Raises VideoDecodeError for empty, corrupt or too-short clips (callers record them as failures)."""
     try:
-        return read_frame(path, frame_index(count_frames(path), rule))
+        if rule == "vissl":
+            return vissl_jpeg(vissl_frame(path)), "jpg"
+        frame = read_frame(path, frame_index(count_frames(path), rule))
     except VideoDecodeError:
         raise
     except Exception as exc:  # av.error.* and IndexError (no video stream) alike
         raise VideoDecodeError(f"{type(exc).__name__}: {exc}") from None
+    buf = io.BytesIO()
+    frame.save(buf, format="PNG")
+    return buf.getvalue(), "png"
+
+
+def read_middle_frame(path: str | os.PathLike, rule: str = "vissl") -> Image.Image:
+    """The frame the rule picks, as the model sees it (``vissl``: after vissl's JPEG file)."""
+    data, _ = read_frame_bytes(path, rule)
+    return decode_jpeg_file(data) if rule == "vissl" else Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def pyav_version() -> str:
+    try:
+        import av
+
+        return av.__version__
+    except ImportError:
+        return "none"
 
 
 def frame_cache_key(path: str | os.PathLike, rule: str) -> str:
-    """File identity (resolved path, size, modification time) + rule + reader version."""
+    """File identity (resolved path, size, modification time) + rule + reader and PyAV versions."""
     p = Path(path).resolve()
     stat = p.stat()
-    payload = f"{p}\0{stat.st_size}\0{stat.st_mtime_ns}\0{rule}\0{READER_VERSION}"
+    payload = f"{p}\0{stat.st_size}\0{stat.st_mtime_ns}\0{rule}\0{READER_VERSION}\0{pyav_version()}"
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 class CachedFrameLoader:
-    """Picklable ``load`` for Samples: the rule's frame from the cache (PNG, lossless), else decoded and cached.
+    """Picklable ``load`` for Samples: the rule's frame from the cache, else decoded and cached. The cache holds
+    what the model is fed from: for ``vissl`` the JPEG file vissl would have written (25-60 KB), else a PNG.
 
     Runs inside DataLoader workers, so decoding is parallel; writes are atomic (temp file + rename), so workers and
-    concurrent runs never see half-written frames.
+    concurrent runs never see half-written frames; an entry that does not decode is recomputed (with a warning).
     """
 
     def __init__(self, rule: str, cache_dir: Optional[Path]) -> None:
@@ -106,27 +178,50 @@ class CachedFrameLoader:
         if self.cache_dir is None:
             return None
         key = frame_cache_key(video, self.rule)
-        return self.cache_dir / "video-frames" / key[:2] / f"{key}.png"
+        suffix = "jpg" if self.rule == "vissl" else "png"
+        return self.cache_dir / "video-frames" / key[:2] / f"{key}.{suffix}"
+
+    def _decode(self, data: bytes) -> Image.Image:
+        return decode_jpeg_file(data) if self.rule == "vissl" else Image.open(io.BytesIO(data)).convert("RGB")
 
     def __call__(self, video: str) -> Image.Image:
         cached = self.cached_path(video)
         if cached is not None and cached.is_file():
-            with Image.open(cached) as img:
-                return img.convert("RGB")
-        frame = read_middle_frame(video, self.rule)
+            try:
+                return self._decode(cached.read_bytes())
+            except Exception as exc:  # noqa: BLE001 - a damaged entry: decode the clip again
+                log.warning("frame cache entry %s unreadable (%s: %s); decoding %s again", cached,
+                            type(exc).__name__, exc, video)
+        data, _ = read_frame_bytes(video, self.rule)
         if cached is not None:
             with atomic_path(cached) as tmp:
-                frame.save(tmp, format="PNG")
-        return frame
+                Path(tmp).write_bytes(data)
+        return self._decode(data)
+
+
+LIST_DIRS = ("", "ucfTrainTestlist")  # where UCF-101's list files are looked for, relative to the dataset folder
+CLIP_DIRS = ("", "UCF-101")  # where the clips' <Class>/<clip> paths start (UCF101.rar unpacks to UCF-101/)
+
+
+def folder_key(name: str) -> str:
+    """A class folder name in one canonical spelling: Kinetics folders come as 'hurling (sport)',
+    'hurling_(sport)' or, after vissl's clean_label, 'hurling_sport' — all the same class."""
+    for c in "()":
+        name = name.replace(c, "")
+    return name.replace(" ", "_").strip("_")
 
 
 @dataclass(frozen=True)
 class VideoFolderArgs(LocalArgs):
-    # <root>/<class key>/<video>; or a CSV manifest (path,label) in the dataset folder; or a list file of
-    # <class key>/<video> lines (UCF-101's testlist01.txt format; anything after a space is ignored)
+    # <root>/<class key>/<video>; or a CSV manifest (path,label) in the dataset folder; or list files of
+    # <Class>/<clip> lines (UCF-101's testlist0N.txt format; anything after a space is ignored), looked for in the
+    # dataset folder or its ucfTrainTestlist/, the clips under the dataset folder or its UCF-101/
     manifest: str = ""
-    list_file: str = ""
-    # vissl (0-based nb_frames // 2 + 1, the paper's protocol) | center (nb_frames // 2) | first (0, a control)
+    list_files: list[str] = field(default_factory=list)
+    # optional: a classInd.txt ("1 ApplyEyeMakeup" lines) checked against the classnames file's key order
+    class_index_file: str = ""
+    # vissl (vissl's extraction: header nb_frames // 2 + 1, then its JPEG; the papers' protocol) | decoded_middle
+    # (decoded count // 2 + 1, lossless) | center (decoded count // 2) | first (0, a control)
     frame_rule: str = "vissl"
     extensions: Optional[list[str]] = None
     cache_frames: bool = True  # keep the chosen frames under $EVALSUITE_CACHE_DIR (default ~/.cache/evalsuite)
@@ -147,19 +242,34 @@ class VideoFolderSource(DataSource):
     def _is_video(self, p: Path) -> bool:
         return p.suffix.lower() in self.extensions and (p.is_file() or p.is_symlink())  # as data/image_folder.py
 
+    def _index(self, label_keys: list[str]) -> dict[str, int]:
+        index = {}
+        for i, key in enumerate(label_keys):
+            canonical = folder_key(key)
+            if canonical in index:
+                raise ConfigError(f"{self.spec.file}: class keys {label_keys[index[canonical]]!r} and {key!r} name"
+                                  " the same folder")
+            index[canonical] = i
+        return index
+
     def _class_of(self, folder_name: str, index: dict[str, int]) -> Optional[int]:
-        """A class folder is named by its key, or by the key with '_' written as ' ' (Kinetics downloads)."""
-        return index.get(folder_name, index.get(folder_name.replace(" ", "_")))
+        return index.get(folder_key(folder_name))
+
+    def _list_path(self, root: Path, name: str) -> Optional[Path]:
+        return next((root / d / name for d in LIST_DIRS if (root / d / name).is_file()), None)
 
     def samples(self, ctx: SourceContext) -> Samples:
-        index = {k: i for i, k in enumerate(ctx.label_keys)}
+        index = self._index(ctx.label_keys)
+        data_files: tuple[str, ...] = ()
         if self.args.manifest:
             root = locate(self.spec, self.args, ctx.data_root, lambda d: (d / self.args.manifest).is_file())
             listed = read_file_list(root / self.args.manifest, ctx.label_keys, self.spec.name)
             paths, labels = listed.items, listed.labels
-        elif self.args.list_file:
-            root = locate(self.spec, self.args, ctx.data_root, lambda d: (d / self.args.list_file).is_file())
-            paths, labels = self._from_list_file(root, index)
+        elif self.args.list_files:
+            root = locate(self.spec, self.args, ctx.data_root,
+                          lambda d: self._list_path(d, self.args.list_files[0]) is not None)
+            self._check_class_index(root, ctx.label_keys)
+            paths, labels, data_files = self._from_list_files(root, index)
         else:
             root = locate(self.spec, self.args, ctx.data_root,
                           lambda d: any(self._class_of(c.name, index) is not None for c in d.iterdir() if c.is_dir()))
@@ -175,19 +285,48 @@ class VideoFolderSource(DataSource):
         log.info("task %s: %d videos under %s (frame rule %s)", self.spec.name, len(paths), root,
                  self.args.frame_rule)
         return Samples(list(paths), list(labels), CachedFrameLoader(self.args.frame_rule, cache), list(paths),
-                       root=str(root))
+                       root=str(root), data_files=data_files)
 
-    def _from_list_file(self, root: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
-        list_path = root / self.args.list_file
-        paths, labels = [], []
-        for lineno, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+    def _check_class_index(self, root: Path, label_keys: list[str]) -> None:
+        """UCF-101's classInd.txt numbers the classes; the classnames file's key order must be that numbering."""
+        if not self.args.class_index_file:
+            return
+        path = self._list_path(root, self.args.class_index_file)
+        if path is None:
+            return  # optional: the class folders still map by name
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
-            relative = line.split()[0]
-            label = self._class_of(relative.split("/")[0], index)
-            if label is None:
-                raise DatasetUnavailableError(f"{list_path}:{lineno}: {relative!r} is not under a class folder of"
-                                              f" task {self.spec.name!r}")
-            paths.append(str(root / relative))
-            labels.append(label)
-        return paths, labels
+            number, _, name = line.strip().partition(" ")
+            position = int(number) - 1 if number.isdigit() else -1
+            if not 0 <= position < len(label_keys) or folder_key(label_keys[position]) != folder_key(name):
+                raise DatasetUnavailableError(
+                    f"{path}:{lineno}: class {number} is {name!r}, but the classnames file"
+                    f" {self.spec.classnames!r} has {label_keys[position] if 0 <= position < len(label_keys) else 'no'}"
+                    f" class at that position; labels would be shifted")
+
+    def _from_list_files(self, root: Path, index: dict[str, int]) -> tuple[list[str], list[int], tuple[str, ...]]:
+        clip_root = next((root / d for d in CLIP_DIRS if d and (root / d).is_dir()), root)
+        paths, labels, seen, files = [], [], {}, []
+        for name in self.args.list_files:
+            list_path = self._list_path(root, name)
+            if list_path is None:
+                raise DatasetUnavailableError(
+                    f"task {self.spec.name!r}: list file {name} not found in {root} or {root / 'ucfTrainTestlist'}"
+                    f" (needs all of {', '.join(self.args.list_files)}). {self.args.instructions}")
+            files.append(str(list_path))
+            for lineno, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                relative = line.split()[0]
+                label = self._class_of(relative.split("/")[0], index)
+                if label is None:
+                    raise DatasetUnavailableError(f"{list_path}:{lineno}: {relative!r} is not under a class folder"
+                                                  f" of task {self.spec.name!r}")
+                if relative in seen:
+                    raise DatasetUnavailableError(f"{list_path}:{lineno}: {relative!r} is listed twice (first in"
+                                                  f" {seen[relative]}); the test lists must be disjoint")
+                seen[relative] = f"{list_path.name}:{lineno}"
+                paths.append(str(clip_root / relative))
+                labels.append(label)
+        return paths, labels, tuple(files)

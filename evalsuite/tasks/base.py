@@ -124,6 +124,11 @@ class Task(ABC):
     def prepare(self, ctx: RunContext) -> None:
         """Find the task's data (listing only) so a missing dataset is reported before any weights load."""
 
+    def reader_identity(self) -> dict:
+        """How samples become images beyond the source's YAML arguments (the video frame reader's version):
+        part of the feature- and pixel-cache keys, so a changed reader never serves features of the old one."""
+        return {}
+
     def protocol_facts(self) -> dict[str, str]:
         """Protocol choices fixed by the task's data source (e.g. the video frame rule), recorded with results."""
         return {}

@@ -91,7 +91,7 @@ class ClassificationTask(Task):
     def image_input(self, model: "ModelAdapter", ctx: RunContext) -> ImageInput:
         dataset, partial = self.dataset(model.pixel_transform(ctx.resize_mode, ctx.decoder), ctx)
         return ImageInput(dataset, {"data": self.data_identity, "limit": ctx.limit,
-                                    "source": self.spec.as_dict()["source"]}, partial)
+                                    "source": self.spec.as_dict()["source"], **self.reader_identity()}, partial)
 
     def classifier(self, model: "ModelAdapter", ctx: RunContext) -> "torch.Tensor":
         """The class embeddings, from the feature cache (keyed by model and prompts) when present."""

@@ -22,6 +22,22 @@ class VideoMiddleFrameTask(ClassificationTask):
             raise ConfigError(f"{spec.file}: task type video_middle_frame needs a video source"
                               f" ({', '.join(VIDEO_SOURCE_KINDS)}), got {wrong}")
 
-    def protocol_facts(self) -> dict[str, str]:
+    def _frame_rule(self) -> str:
         source = next((s for s in self.sources if s.kind == self.source_used), self.sources[0])
-        return {**super().protocol_facts(), "frame_rule": source.args.frame_rule}
+        return source.args.frame_rule
+
+    def reader_identity(self) -> dict:
+        from ..data.video import READER_VERSION, frame_format, pyav_version
+
+        rule = self._frame_rule()  # the rule's meaning is versioned: vissl became vissl's own procedure in v2
+        return {"frames": {"rule": rule, "format": frame_format(rule), "reader": READER_VERSION,
+                           "pyav": pyav_version()}}
+
+    def fingerprint_payload(self) -> dict:
+        return dict(super().fingerprint_payload(), **self.reader_identity())
+
+    def protocol_facts(self) -> dict[str, str]:
+        from ..data.video import frame_format
+
+        rule = self._frame_rule()
+        return {**super().protocol_facts(), "frame_rule": rule, "frame_format": frame_format(rule)}

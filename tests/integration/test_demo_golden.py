@@ -18,7 +18,9 @@ from evalsuite.tasks.base import RunContext
 GOLDEN = {
     "demo_shapes": (600, {"acc1": 562, "acc5": 600}),
     "demo_heldout": (240, {"acc1": 183, "acc5": 240}),
-    "demo_clips": (120, {"acc1": 111, "acc5": 120}),
+    # vissl's frame through vissl's JPEG file (PIL quality 75), as the papers' models saw it; the lossless frame
+    # gave 111 / 120 (the demo model was trained on lossless frames)
+    "demo_clips": (120, {"acc1": 106, "acc5": 120}),
 }
 DEMO_RETRIEVAL_MEAN_RECALL = (87 / 90 + 1 + 1 + 28 / 30 + 1 + 1) / 6  # pinned in test_retrieval.py
 GOLDEN_MEAN_PER_CLASS_RECALL = {"demo_shapes": 562 / 600, "demo_heldout": 183 / 240}  # balanced classes
@@ -27,7 +29,7 @@ GOLDEN_MEAN_PER_CLASS_RECALL = {"demo_shapes": 562 / 600, "demo_heldout": 183 / 
 def test_make_demo_command_prints_pinned_numbers(tmp_path, capsys):
     assert main(["run", "--model", "demo-clip", "--tasks", "demo", "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "demo_shapes" in out and "93.67" in out and "76.25" in out and "92.50" in out and "suite demo" in out
+    assert "demo_shapes" in out and "93.67" in out and "76.25" in out and "88.33" in out and "suite demo" in out
     for task, (n, counts) in GOLDEN.items():
         with (tmp_path / "demo-clip" / f"{task}.csv").open() as f:
             rows = {r["metric"]: r for r in csv.DictReader(f)}
@@ -40,12 +42,12 @@ def test_make_demo_command_prints_pinned_numbers(tmp_path, capsys):
     with (tmp_path / "demo-clip" / "suites.csv").open() as f:
         suite = next(csv.DictReader(f))
     assert suite["suite"] == "demo" and float(suite["value"]) == pytest.approx(
-        (562 / 600 + 183 / 240 + 111 / 120 + DEMO_RETRIEVAL_MEAN_RECALL) / 4)
+        (562 / 600 + 183 / 240 + 106 / 120 + DEMO_RETRIEVAL_MEAN_RECALL) / 4)
 
 
 @pytest.mark.parametrize("rule", ["center", "first"])
 def test_demo_clips_need_the_vissl_frame(rule):
-    """Reading any frame but the protocol's one sees only distractors: accuracy collapses from 92.5%."""
+    """Reading any frame but the protocol's one sees only distractors: accuracy collapses from 88.3%."""
     spec = Catalog.load().tasks["demo_clips"]
     source = dataclasses.replace(spec.source, args={**spec.source.args, "frame_rule": rule})
     task = build_task(dataclasses.replace(spec, source=source))

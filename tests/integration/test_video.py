@@ -65,7 +65,7 @@ def test_generated_clips_give_the_exact_frame(tmp_path, n, container):
     frames = numbered_frames(n)
     path = tmp_path / f"clip.{container}"
     write_clip(path, frames) if container == "mp4" else write_mpeg4_avi(path, frames)
-    for rule in ("vissl", "center", "first"):
+    for rule in ("vissl", "decoded_middle", "center", "first"):
         assert closest_frame(read_middle_frame(path, rule), frames) == frame_index(n, rule), rule
 
 
@@ -94,12 +94,13 @@ def real_clips() -> list[Path]:
 
 
 def test_real_clips_match_ffmpeg_bit_for_bit():
-    """Every clip in ../shared/data/videos, incl. the XVID AVI with packed B-frames."""
+    """Every clip in ../shared/data/videos, incl. the XVID AVI with packed B-frames (the lossless decoded-count
+    rule; vissl's JPEG step is compared with vissl itself in test_vissl_frames.py)."""
     clips = real_clips()
     assert len(clips) == 6
     for path in clips:
         n = ffmpeg_frame_count(path)
-        ours = read_middle_frame(path)
+        ours = read_middle_frame(path, "decoded_middle")
         expected = ffmpeg_frame(path, n // 2 + 1, ours.size)
         assert np.array_equal(np.asarray(ours), expected), path.name
 
@@ -127,8 +128,8 @@ def test_cli_kinetics_folder_counts_failures_and_reuses_cached_frames(tiny_model
     data = kinetics_folder(tmp_path / "data")
     out = tmp_path / "out"
     calls = []
-    real = video.read_middle_frame
-    monkeypatch.setattr(video, "read_middle_frame", lambda path, rule="vissl": calls.append(path) or real(path, rule))
+    real = video.read_frame_bytes
+    monkeypatch.setattr(video, "read_frame_bytes", lambda path, rule="vissl": calls.append(path) or real(path, rule))
     argv = ["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "kinetics400", "--data-root", str(data),
             "--output-dir", str(out), "--workers", "0"]
     assert main(argv) == 3  # flagged: two clips could not be read
@@ -153,17 +154,86 @@ def test_cli_kinetics_folder_counts_failures_and_reuses_cached_frames(tiny_model
     assert rows2["acc1"]["value"] == rows["acc1"]["value"]
 
 
-def test_ucf101_list_file_layout(tiny_model_dir, tmp_path):
-    root = tmp_path / "data" / "ucf101"
-    for cls in ("Basketball", "YoYo"):
-        (root / cls).mkdir(parents=True)
-        write_clip(root / cls / f"v_{cls}_g01_c01.avi".replace(".avi", ".mp4"), numbered_frames(5))
-    (root / "testlist01.txt").write_text("Basketball/v_Basketball_g01_c01.mp4\nYoYo/v_YoYo_g01_c01.mp4\n")
-    out = tmp_path / "out"
-    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "ucf101", "--data-root",
-                 str(tmp_path / "data"), "--output-dir", str(out), "--workers", "0"]) == FEWER_THAN_EXPECTED
-    rows = list(csv.DictReader((next(out.iterdir()) / "ucf101.csv").open()))
-    assert {r["num_samples"] for r in rows} == {"2"}
+def ucf_layout(root: Path, lists: dict[str, list[str]], class_ind: str = "") -> Path:
+    """UCF101.rar and the splits zip unpacked as they come: ucf101/UCF-101/<Class>/ and ucf101/ucfTrainTestlist/."""
+    clips = root / "ucf101" / "UCF-101"
+    for listed in lists.values():
+        for relative in listed:
+            (clips / relative).parent.mkdir(parents=True, exist_ok=True)
+            if not (clips / relative).exists():
+                write_clip(clips / relative, numbered_frames(5))
+    lists_dir = root / "ucf101" / "ucfTrainTestlist"
+    lists_dir.mkdir(parents=True, exist_ok=True)
+    for name, listed in lists.items():
+        (lists_dir / name).write_text("".join(f"{r}\n" for r in listed))
+    (lists_dir / "classInd.txt").write_text(class_ind)
+    return root
+
+
+def ucf_task(name: str):
+    from evalsuite.catalog import Catalog
+    from evalsuite.tasks import build_task
+
+    spec = Catalog.load().tasks[name]
+    return build_task(spec), spec
+
+
+UCF_LISTS = {"testlist01.txt": ["Basketball/v_Basketball_g01_c01.mp4", "YoYo/v_YoYo_g01_c01.mp4"],
+             "testlist02.txt": ["Basketball/v_Basketball_g08_c01.mp4"],
+             "testlist03.txt": ["YoYo/v_YoYo_g15_c02.mp4", "YoYo/v_YoYo_g16_c01.mp4"]}
+
+
+def test_ucf101_is_the_three_test_lists_and_split1_the_first(tmp_path):
+    from evalsuite.data.base import SourceContext
+
+    task, spec = ucf_task("ucf101")
+    root = ucf_layout(tmp_path, UCF_LISTS, "".join(f"{i + 1} {k}\n" for i, k in enumerate(task.bank.keys)))
+    assert spec.expected_num_samples == 11213 and "ucf101" in __import__("evalsuite.catalog").catalog.Catalog.load(
+    ).suite_members("eva_video")
+    keys = task.bank.keys
+    samples = task.sources[0].samples(SourceContext(root, keys))
+    assert len(samples.items) == 5 and samples.items[2].endswith("UCF-101/Basketball/v_Basketball_g08_c01.mp4")
+    assert samples.labels == [keys.index("Basketball"), keys.index("YoYo"), keys.index("Basketball"),
+                              keys.index("YoYo"), keys.index("YoYo")]
+    split1, spec1 = ucf_task("ucf101_split1")
+    assert spec1.expected_num_samples == 3783
+    assert len(split1.sources[0].samples(SourceContext(root, keys)).items) == 2
+
+
+def test_ucf101_class_index_must_match_the_classnames_order(tmp_path):
+    from evalsuite.data.base import SourceContext
+
+    task, _ = ucf_task("ucf101")
+    keys = task.bank.keys
+    good = "".join(f"{i + 1} {k}\n" for i, k in enumerate(keys))
+    task.sources[0].samples(SourceContext(ucf_layout(tmp_path / "good", UCF_LISTS, good), keys))
+    shifted = "".join(f"{i + 2} {k}\n" for i, k in enumerate(keys[:3]))
+    with pytest.raises(Exception, match="classInd.txt:1: class 2 is 'ApplyEyeMakeup'"):
+        task.sources[0].samples(SourceContext(ucf_layout(tmp_path / "bad", UCF_LISTS, shifted), keys))
+
+
+def test_ucf101_clip_listed_twice_is_an_error(tmp_path):
+    from evalsuite.data.base import SourceContext
+
+    lists = dict(UCF_LISTS, **{"testlist02.txt": ["YoYo/v_YoYo_g01_c01.mp4"]})
+    task, _ = ucf_task("ucf101")
+    with pytest.raises(Exception, match="listed twice"):
+        task.sources[0].samples(SourceContext(ucf_layout(tmp_path, lists, ""), task.bank.keys))
+
+
+@pytest.mark.parametrize("folder", ["hurling (sport)", "hurling_(sport)", "hurling_sport"])
+def test_kinetics_folders_with_or_without_parentheses(tmp_path, folder):
+    from evalsuite.data.base import SourceContext
+
+    from evalsuite.catalog import Catalog
+    from evalsuite.tasks import build_task
+
+    task = build_task(Catalog.load().tasks["kinetics400"])
+    val = tmp_path / "kinetics400" / "val" / folder
+    val.mkdir(parents=True)
+    write_clip(val / "x.mp4", numbered_frames(5))
+    samples = task.sources[0].samples(SourceContext(tmp_path, task.bank.keys))
+    assert samples.labels == [task.bank.classnames.index("hurling (sport)")]
 
 
 def test_real_labelled_clips_run(tiny_model_dir, tmp_path):
