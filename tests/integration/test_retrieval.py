@@ -1,5 +1,5 @@
-"""Retrieval end to end: COCO caption files (../shared/data/coco-mini), Karpathy split files, the Hugging Face
-conversion, squash resize whatever --transform says, and the demo's pinned numbers."""
+"""Retrieval end to end: COCO caption files (../shared/data/coco-mini) as a user-defined task, Karpathy split
+files, the Hugging Face conversion, squash resize whatever --transform says, and the demo's pinned numbers."""
 
 import csv
 import io
@@ -23,17 +23,40 @@ def rows_of(path):
     return {r["metric"]: r for r in csv.DictReader(path.open())}
 
 
-def test_mscoco_on_coco_mini(tiny_model_dir, tmp_path):
+def write_coco_captions_task(inc, name="coco_mini_retrieval"):
+    """A user-defined retrieval task over plain COCO caption files (every image they list): the coco_captions
+    source is for such tasks, never for the canonical mscoco (which needs the Karpathy test split)."""
+    (inc / "tasks").mkdir(parents=True, exist_ok=True)
+    (inc / "tasks" / f"{name}.yaml").write_text(
+        f"name: {name}\ntype: zeroshot_retrieval\nversion: 1\nsource: {{kind: coco_captions, args: {{}}}}\n"
+        f"metrics: [{', '.join(RECALLS + ['mean_recall'])}]\nprimary_metric: mean_recall\n")
+    return inc
+
+
+def test_coco_captions_task_on_coco_mini(tiny_model_dir, tmp_path):
     data = shared("coco-mini")
     out = tmp_path / "out"
-    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "mscoco", "--data-root", str(data),
-                 "--output-dir", str(out), "--workers", "1", "--transform", "shortest"]) == 0
-    rows = rows_of(next(out.iterdir()) / "mscoco.csv")
+    inc = write_coco_captions_task(tmp_path / "inc")
+    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "coco_mini_retrieval",
+                 "--include-path", str(inc), "--data-root", str(data), "--output-dir", str(out), "--workers", "1",
+                 "--transform", "shortest"]) == 0
+    rows = rows_of(next(out.iterdir()) / "coco_mini_retrieval.csv")
     assert list(rows) == RECALLS + ["mean_recall"]
     assert {r["num_samples"] for r in rows.values()} == {"159"} and {r["num_texts"] for r in rows.values()} == {"795"}
     assert {r["transform"] for r in rows.values()} == {"squash"}  # retrieval always squashes
     assert rows["mean_recall"]["is_primary"] == "true"
     assert float(rows["mean_recall"]["value"]) == pytest.approx(sum(float(rows[m]["value"]) for m in RECALLS) / 6)
+
+
+def test_mscoco_refuses_plain_coco_caption_files(tmp_path, capsys):
+    """coco-mini holds captions_{train,val}2017.json and no Karpathy split: not a gallery mscoco may score."""
+    data = shared("coco-mini")
+    out = tmp_path / "out"
+    assert main(["run", "--model", "demo-clip", "--tasks", "mscoco", "--data-root", str(data),
+                 "--output-dir", str(out), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset_coco.json" in err and "coco_test_karpathy.json" in err and "captions_val2017.json" in err
+    assert not list(out.rglob("mscoco.csv"))
 
 
 def write_images(folder, names):
