@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from ..errors import ModelLoadError
 from .base import ModelAdapter, file_digest
 from .card import WeightsSource
-from .weights import resolve
+from .weights import hub_file, hub_offline_mode, open_clip_tag_files, resolve
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +28,31 @@ class OpenClipAdapter(ModelAdapter):
 
     def _build(self) -> torch.nn.Module:
         source = self.weights_source(self.card)
-        model_name, pretrained = self.card.architecture, None
+        model_name, pretrained, hub = self.card.architecture, None, None
         if source.kind in ("package_dir", "local_dir"):
             model_name = f"local-dir:{_weights_file(source).parent}"
         elif source.kind == "file":
             pretrained = str(_weights_file(source))
-        else:  # open_clip_tag: downloaded (or found in the hub cache) by open_clip
+        else:  # open_clip_tag: the tag's hub file is put in the hub cache first (weights.hub_file), then open_clip
             pretrained = source.ref
             known = open_clip.list_pretrained_tags_by_model(model_name)
             if pretrained not in known:
                 raise ModelLoadError(
                     f"open_clip has no pretrained tag {pretrained!r} for {model_name!r}; known: {', '.join(known) or 'none'}"
                 )
+            hub = open_clip_tag_files(model_name, pretrained)
+            if hub is not None:  # cached, or downloaded now; else one error at once (no retries on a dead hub)
+                repo, names = hub
+                path = hub_file(repo, names, local_name=f"{repo}/{names[0]}")
+                log.info("weights of %s/%s: %s", model_name, pretrained, path)
         self.model_name = model_name
         try:
-            # require_pretrained: never hand back a randomly initialised model when weights were asked for
-            model = open_clip.create_model(
-                model_name, pretrained=pretrained, device=self.device, require_pretrained=True
-            )
+            # require_pretrained: never hand back a randomly initialised model when weights were asked for;
+            # offline mode: the tag's file is in the hub cache now, open_clip takes it from there without a request
+            with hub_offline_mode() if hub is not None else contextlib.nullcontext():
+                model = open_clip.create_model(
+                    model_name, pretrained=pretrained, device=self.device, require_pretrained=True
+                )
         except RuntimeError as exc:
             if "state_dict" in str(exc) or "size mismatch" in str(exc):
                 raise ModelLoadError(f"weights do not fit architecture {model_name!r}: {exc}") from exc

@@ -1,12 +1,21 @@
 """Weights resolution, in one place: local override -> EVALSUITE_WEIGHTS_DIR -> the card's sources, where a hub
-file comes through huggingface_hub's cache (never a hand-written downloader). Never random weights."""
+file comes through huggingface_hub's cache (never a hand-written downloader). Never random weights.
+
+A hub file (a card's ``hf_file``, or the file behind an open_clip tag) is looked up in the Hugging Face cache
+first, with no request. Only when it is absent is the hub asked — once, with a short timeout and no retries
+(``hub_unreachable``); an unreachable hub, or HF_HUB_OFFLINE, gives at once one error naming the file and the
+three ways to provide it, instead of huggingface_hub's minute of retries.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from ..errors import ModelLoadError
 from ..resources import PACKAGE_DIR
@@ -32,11 +41,21 @@ def _local_path(source: WeightsSource) -> Path:
     return Path(source.ref).expanduser()
 
 
-def weights_dir_candidate(source: WeightsSource) -> Optional[Path]:
-    """``$EVALSUITE_WEIGHTS_DIR/<filename>`` for a hub file, if that variable is set."""
+def weights_dir_candidate(source: WeightsSource, architecture: Optional[str] = None) -> Optional[Path]:
+    """The copy of a hub file in ``$EVALSUITE_WEIGHTS_DIR``, if that variable is set: ``<dir>/<filename>`` for an
+    ``hf_file``; ``<dir>/<hub repo>/<filename>`` for an open_clip tag (open_clip's file names are the same for
+    every model, so the repo keeps them apart). For a tag, the first of open_clip's file names that is there."""
     folder = os.environ.get("EVALSUITE_WEIGHTS_DIR")
-    if folder and source.kind == "hf_file" and source.filename:
+    if not folder:
+        return None
+    if source.kind == "hf_file" and source.filename:
         return Path(folder).expanduser() / source.filename
+    if source.kind == "open_clip_tag" and architecture:
+        hub = open_clip_tag_files(architecture, source.ref)
+        if hub is not None:
+            repo, names = hub
+            paths = [Path(folder).expanduser() / repo / name for name in names]
+            return next((p for p in paths if p.is_file()), paths[0])
     return None
 
 
@@ -49,7 +68,7 @@ def pick_source(card: ModelCard, kinds: tuple[str, ...]) -> WeightsSource:
             f" {', '.join(kinds)}); pass --weights FILE"
         )
     for source in usable:
-        candidate = weights_dir_candidate(source)
+        candidate = weights_dir_candidate(source, card.architecture)
         if candidate is not None and candidate.is_file():
             return WeightsSource("file", str(candidate), notes=f"EVALSUITE_WEIGHTS_DIR copy of {source.ref}")
     return usable[0]
@@ -68,18 +87,143 @@ def resolve(source: WeightsSource, download: bool = True) -> ResolvedWeights:
 
 
 def _hf_file(source: WeightsSource, download: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    return hub_file(source.ref, [source.filename], source.revision, download, local_name=source.filename)
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Hugging Face hub: cache first, then one quick question to the hub
+
+
+HUB_PROBE_TIMEOUT_S = 5.0  # one request, no retries; an unreachable hub is known within this
+PROBE_TTL_S = 60.0  # a run resolves weights more than once (identity, load): the hub is asked once
+_probes: dict[str, tuple[float, Optional[str]]] = {}
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), as huggingface_hub read it at import or as set since."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(constants.HF_HUB_OFFLINE) or flag.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_unreachable() -> Optional[str]:
+    """None when the hub (``HF_ENDPOINT``) answers a single HEAD request within HUB_PROBE_TIMEOUT_S (any HTTP
+    status counts as an answer); else why not: offline mode, no DNS, connection refused, timeout."""
+    from huggingface_hub import constants
+
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    endpoint = constants.ENDPOINT
+    probe = _probes.get(endpoint)
+    if probe is not None and time.monotonic() - probe[0] < PROBE_TTL_S:
+        return probe[1]
     try:
-        return Path(hf_hub_download(source.ref, source.filename, revision=source.revision,
-                                    local_files_only=not download))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        folder = os.environ.get("EVALSUITE_WEIGHTS_DIR", "<dir>")
-        raise ModelLoadError(
-            f"weights file {source.filename} of {source.ref} is not available here ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); looked in the Hugging Face cache"
-            f" ({os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or '~/.cache/huggingface'}) and"
-            f" EVALSUITE_WEIGHTS_DIR. Download it and either pass --weights /path/{source.filename} or put it in"
-            f" {folder}/{source.filename} with EVALSUITE_WEIGHTS_DIR={folder}"
-        ) from exc
+        from huggingface_hub.utils import get_session
+
+        get_session().head(endpoint, timeout=HUB_PROBE_TIMEOUT_S)
+        reason = None
+    except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, proxy, TLS: all mean "cannot download now"
+        reason = f"the hub ({endpoint}) is unreachable ({type(exc).__name__}: {_first_line(exc)})"
+    _probes[endpoint] = (time.monotonic(), reason)
+    return reason
+
+
+@contextlib.contextmanager
+def hub_offline_mode() -> Iterator[None]:
+    """huggingface_hub in offline mode for the block: a library that calls ``hf_hub_download`` itself (open_clip)
+    takes the cached file without a request instead of waiting on the hub."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def cached_hub_file(repo: str, filenames: list[str], revision: Optional[str] = None) -> Optional[Path]:
+    """The first of ``filenames`` of ``repo`` in the Hugging Face cache (no request), or None."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    for name in filenames:
+        try:
+            return Path(hf_hub_download(repo, name, revision=revision, local_files_only=True))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            continue
+    return None
+
+
+def hub_file(repo: str, filenames: list[str], revision: Optional[str] = None, download: bool = True,
+             local_name: Optional[str] = None) -> Path:
+    """A hub file (the first of ``filenames`` that exists): from the cache; else downloaded, when ``download``
+    and the hub answers. Otherwise one ModelLoadError naming the file and the three ways to provide it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    cached = cached_hub_file(repo, filenames, revision)
+    if cached is not None:
+        return cached
+    reason = hub_unreachable() if download else "downloads are off here"
+    if reason:
+        raise missing_weights_error(repo, filenames, reason, local_name)
+    for name in filenames:
+        try:
+            return Path(hf_hub_download(repo, name, revision=revision))
+        except EntryNotFoundError as exc:  # try the next name (open_clip: .safetensors, then .bin)
+            reason = f"not on the hub ({type(exc).__name__}: {_first_line(exc)})"
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            reason = f"the download failed ({type(exc).__name__}: {_first_line(exc)})"
+            break
+    raise missing_weights_error(repo, filenames, reason or "not found", local_name)
+
+
+def missing_weights_error(repo: str, filenames: list[str], reason: str,
+                          local_name: Optional[str] = None) -> ModelLoadError:
+    """The one message for hub weights that cannot be had here: which file, why, and the three ways."""
+    from huggingface_hub import constants
+
+    name = filenames[0] + (f" (or {', '.join(filenames[1:])})" if len(filenames) > 1 else "")
+    folder = os.environ.get("EVALSUITE_WEIGHTS_DIR")
+    place = f"{folder or '$EVALSUITE_WEIGHTS_DIR'}/{local_name or filenames[0]}"
+    return ModelLoadError(
+        f"weights file {name} of {repo} is not available here: {reason}, and it is not in the Hugging Face cache"
+        f" ({constants.HF_HUB_CACHE}). Provide it in one of three ways: (1) --weights /path/to/{filenames[0]};"
+        f" (2) put it at {place}" + ("" if folder else " and set EVALSUITE_WEIGHTS_DIR") + ";"
+        f" (3) fill a Hugging Face cache where the hub is reachable (`hf download {repo} {filenames[0]}`) and"
+        " point HF_HOME (or HF_HUB_CACHE) at it."
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# open_clip pretrained tags: the hub file behind the tag, resolved through the path above before open_clip runs
+
+
+def open_clip_tag_files(architecture: str, tag: str) -> Optional[tuple[str, list[str]]]:
+    """(hub repo, file names in the order open_clip tries them) for an open_clip tag downloaded from the hub;
+    None for a tag open_clip fetches from a URL, or when open_clip does not know the tag."""
+    try:
+        import open_clip
+        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+    except ImportError:
+        return None
+    cfg = open_clip.get_pretrained_cfg(architecture, tag)
+    hub = (cfg or {}).get("hf_hub")
+    if not hub or "file" in cfg:
+        return None
+    repo, filename = os.path.split(hub)  # 'org/name/' (default file name) or 'org/name/file.bin'
+    filename = filename or HF_WEIGHTS_NAME
+    names = [filename]
+    if importlib.util.find_spec("safetensors") is not None:  # open_clip prefers the .safetensors beside it
+        if filename == HF_WEIGHTS_NAME:
+            names.insert(0, HF_SAFE_WEIGHTS_NAME)
+        elif filename.endswith((".bin", ".pth")):
+            names.insert(0, filename[:-4] + ".safetensors")
+    return repo, names
