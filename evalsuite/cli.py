@@ -95,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="store each task's preprocessed uint8 images once ($EVALSUITE_CACHE_DIR/pixels, memory-"
                           "mapped; ImageNet at 224 is 7.5 GB) so the next model with the same size and resize"
                           " decodes no image")
-    run.add_argument("--decoder", choices=("tensor", "pil", "cuda"), default="tensor",
-                     help="image decoding: tensor (default; torchvision JPEG decode + uint8 antialiased resize,"
-                          " within 2/255 of open_clip's PIL transform, 2.7x less CPU per image), pil (open_clip's"
-                          " transform exactly) or cuda (JPEGs decoded on the GPU by nvJPEG; not yet measured against"
-                          " pil)")
+    run.add_argument("--decoder", choices=("pil", "tensor", "cuda"), default="pil",
+                     help="image decoding: pil (default: open_clip's transform exactly, what CLIP_benchmark and the"
+                          " papers ran), tensor (torchvision JPEG decode + uint8 antialiased resize: within 2/255 of"
+                          " pil, 2.2x less CPU per image; moves a few predictions) or cuda (JPEGs decoded on the GPU"
+                          " by nvJPEG; not yet measured against pil). The decoder is recorded in `protocol`")
     run.add_argument("--verify-data", action="store_true",
                      help="identify each data file by a sha256 of its contents (reads all data) instead of its size"
                           " and modification time; results and caches made so are kept apart from the default's")

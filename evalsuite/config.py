@@ -225,7 +225,7 @@ class RunConfig:
     transform: Optional[str] = None  # shortest | squash | best-of-both; None: the model card's resize
     cache_features: bool = True  # image features and classifiers under $EVALSUITE_CACHE_DIR/features
     cache_pixels: bool = False  # preprocessed uint8 images under $EVALSUITE_CACHE_DIR/pixels (shared by models)
-    decoder: str = "tensor"  # pil | tensor | cuda: how images become uint8 pixels (data/pixels.py)
+    decoder: str = "pil"  # pil (exact, default) | tensor | cuda: how images become uint8 pixels (data/pixels.py)
     verify_data: bool = False  # data identity from file contents (sha256) instead of size + mtime
     bootstrap: int = 1000  # bootstrap resamples for the primary metric's 95% interval (seed 0); 0 turns it off
     include_paths: list[Path] = field(default_factory=list)

@@ -40,7 +40,7 @@ class PixelSpec:
     size: int
     resize_mode: str  # shortest (resize the short side, centre crop) | squash (resize to size x size)
     interpolation: str  # bicubic | bilinear | nearest
-    decoder: str = "tensor"
+    decoder: str = "pil"
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -139,7 +139,7 @@ class ModelAdapter(ABC):
                                          resize_mode=resize_mode or p["resize_mode"],
                                          interpolation=p["interpolation"])
 
-    def pixel_spec(self, resize_mode: str | None = None, decoder: str = "tensor"):
+    def pixel_spec(self, resize_mode: str | None = None, decoder: str = "pil"):
         """What the uint8 pixels of this model depend on (size, resize, interpolation, decoder)."""
         from ..data.pixels import PixelSpec
 
@@ -151,7 +151,7 @@ class ModelAdapter(ABC):
             size = size[0]
         return PixelSpec(int(size), resize_mode or p["resize_mode"], p["interpolation"], decoder)
 
-    def pixel_transform(self, resize_mode: str | None = None, decoder: str = "tensor") -> Callable:
+    def pixel_transform(self, resize_mode: str | None = None, decoder: str = "pil") -> Callable:
         """PIL image or image file -> uint8 pixels at the input size; ``encode_image`` normalises them on the
         device. With ``decoder="pil"`` this plus that normalisation equals ``image_transform`` bit for bit."""
         from ..data.pixels import UInt8Pixels

@@ -30,7 +30,7 @@ class RunContext:
     progress: bool = False
     cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
     pixel_cache_dir: Optional[Path] = None  # --cache-pixels: uint8 pixel cache root (None: off)
-    decoder: str = "tensor"  # pil | tensor | cuda (data/pixels.py)
+    decoder: str = "pil"  # pil (open_clip's transform exactly; the default) | tensor | cuda (data/pixels.py)
     loaders: Optional["LoaderPool"] = None  # loaders started ahead of their task (set by the runner)
     on_images_read: Optional[Callable[[], None]] = None  # called when a task's images are all decoded
     model_fingerprint: str = ""  # set by the runner; part of every feature-cache key
