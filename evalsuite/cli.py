@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_non_negative_int, default=None,
                      help="DataLoader workers (default: CPU count - 1, at most 8)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
-                     help="CUDA autocast precision (default: the model card's); CPU always runs fp32")
+    run.add_argument("--precision", choices=("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16"), default=None,
+                     help="amp_fp16/amp_bf16: fp32 weights under autocast (CLIP_benchmark's --amp; the EVA cards'"
+                          " default on CUDA); fp16/bf16: weights cast (half the memory); fp32. Default: the card's"
+                          " mode on CUDA, fp32 on a CPU. Recorded in the protocol column")
     run.add_argument("--transform", choices=("shortest", "squash", "best-of-both"), default=None,
                      help="image resize: the card's (default; shortest side + centre crop for EVA), squash, or"
                           " best-of-both (each classification task with both, the better kept and recorded)")

@@ -269,8 +269,8 @@ class CheckReport:
 
 
 PROTOCOL_KEYS = ("transform", "decoder", "precision")  # what every result's protocol records (frame_rule: video)
-PRECISION_ADVICE = {"amp_fp16": "run on CUDA with --precision fp16", "amp_bf16": "run on CUDA with --precision bf16",
-                    "fp32": "rerun with --precision fp32"}
+PRECISION_ADVICE = {mode: f"rerun with --precision {mode}" for mode in ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")}
+PRECISION_ADVICE["amp_fp16"] = "run on CUDA, where the EVA cards default to amp_fp16, or pass --precision amp_fp16"
 
 
 def _protocol_reasons(row: dict, ref: ReferenceRow) -> list[str]:

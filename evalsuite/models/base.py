@@ -19,11 +19,21 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NonFiniteFeaturesError, UserInputError
-from .card import ModelCard
+from .card import PRECISIONS, ModelCard
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def weight_dtype(precision: str) -> torch.dtype:
+    """The dtype the weights are held in: half for the cast modes, fp32 for fp32 and the autocast modes."""
+    return _HALF.get(precision, torch.float32)
+
+
+def autocast_dtype(precision: str) -> Optional[torch.dtype]:
+    """The autocast dtype of an ``amp_*`` mode, None otherwise."""
+    return _HALF[precision[4:]] if precision.startswith("amp_") else None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -37,13 +47,13 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(card: ModelCard, device: torch.device, requested: str | None) -> str:
-    """CUDA: the flag, else the card (bf16 by default). CPU: fp32 unless explicitly asked (bf16 is 5-14x slower)."""
-    if requested is not None and requested not in _DTYPES:
-        raise UserInputError(f"--precision {requested!r}: expected one of {', '.join(_DTYPES)}")
+    """CUDA: the flag, else the card's mode. CPU: fp32 unless explicitly asked (bf16 is 5-14x slower there)."""
+    if requested is not None and requested not in PRECISIONS:
+        raise UserInputError(f"--precision {requested!r}: expected one of {', '.join(PRECISIONS)}")
     if device.type != "cuda":
         if requested not in (None, "fp32"):
-            log.warning("precision %s on CPU: weights are stored and run in %s (much slower than fp32 on CPUs"
-                        " without native support; the default on CPU is fp32)", requested, requested)
+            log.warning("precision %s on CPU: much slower than fp32 on CPUs without native half-precision support"
+                        " (the default on CPU is fp32)", requested)
         return requested or "fp32"
     return requested or card.precision
 
@@ -74,7 +84,6 @@ class ModelAdapter(ABC):
     L2-normalised features on the model's device."""
 
     weight_kinds: tuple[str, ...] = ()  # the card weight-source kinds this adapter can load
-    casts_weights = False  # True: half precision means weights cast to it; False: fp32 weights under autocast
 
     @classmethod
     def weights_source(cls, card: ModelCard):
@@ -94,6 +103,7 @@ class ModelAdapter(ABC):
         self.device = device
         self.precision = precision
         self.module: torch.nn.Module = self._build()
+        self._cast_to_precision()
         self.module.eval()
         self.module.requires_grad_(False)
         self.channels_last = device.type == "cuda" and _has_conv_stages(self.module)
@@ -167,16 +177,28 @@ class ModelAdapter(ABC):
     def precision_mode(self) -> str:
         """What the numbers were computed in, as recorded in ``protocol``: ``fp32``; ``amp_fp16``/``amp_bf16``
         (fp32 weights under autocast, CLIP_benchmark's ``--amp``); ``fp16``/``bf16`` (weights cast)."""
-        if self.precision == "fp32":
-            return "fp32"
-        if self.casts_weights or self.device.type != "cuda":  # no autocast off CUDA: the weights hold the dtype
-            return self.precision
-        return f"amp_{self.precision}"
+        return self.precision
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        return weight_dtype(self.precision)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.precision != "fp32":
-            return torch.autocast("cuda", dtype=_DTYPES[self.precision])
+        """Autocast for the ``amp_*`` modes (on the model's device: CUDA, or a CPU when asked); the cast modes
+        run in their weights' dtype, fp32 runs as it is."""
+        dtype = autocast_dtype(self.precision)
+        if dtype is not None:
+            return torch.autocast(self.device.type, dtype=dtype)
         return contextlib.nullcontext()
+
+    def _cast_to_precision(self) -> None:
+        """Hold the weights in the mode's dtype (cast modes: half; otherwise fp32), and check it took."""
+        dtype = self.weight_dtype
+        self.module.to(dtype)
+        wrong = sorted({str(p.dtype) for p in self.module.parameters() if p.is_floating_point() and p.dtype != dtype})
+        if wrong:
+            raise UserInputError(f"model {self.name}: precision {self.precision} wants {dtype} weights, but some stay"
+                                 f" {', '.join(wrong)}")
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised float pixels (``image_transform``), or uint8 pixels (``pixel_transform``), which are
@@ -187,6 +209,7 @@ class ModelAdapter(ABC):
 
             p = self.preprocess_description()
             pixels = normalize_on_device(pixels, p["mean"], p["std"])
+        pixels = pixels.to(self.weight_dtype)  # cast modes take half inputs; autocast modes cast per op
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast():
@@ -233,7 +256,7 @@ class ModelAdapter(ABC):
             short = self.encode_text(probe)
         finally:
             self.truncate_text = False
-        tolerance = 1e-4 if self.device.type == "cpu" or self.precision == "fp32" else 5e-3
+        tolerance = 1e-4 if self.precision == "fp32" else 5e-3
         diff = (full - short).abs().max().item()
         if diff > tolerance:
             log.warning("%s: truncated text encoding differs by %.2g from the full context; not used", self.name,

@@ -16,7 +16,10 @@ from ..yamlio import load_yaml
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]  # OpenAI CLIP normalisation, used by every EVA-CLIP model
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 RESIZE_MODES = ("shortest", "squash")
-PRECISIONS = ("fp32", "bf16", "fp16")
+# precision modes, one meaning for every adapter: fp32; amp_fp16 / amp_bf16 = fp32 weights under autocast
+# (CLIP_benchmark's --amp; the residual streams stay fp32); fp16 / bf16 = weights cast (half the memory)
+PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
+CAST_PRECISIONS = ("fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ModelCard:
     image_size: Optional[int] = None
     preprocess: Optional[Preprocess] = None  # None: the weights' own config (open_clip tags only)
     weights: list[WeightsSource] = field(default_factory=list)
-    precision: str = "bf16"  # on CUDA; CPU runs fp32 unless asked otherwise
+    precision: str = "amp_bf16"  # a PRECISIONS mode, used on CUDA; the CPU runs fp32 unless asked otherwise
     config: Optional[dict] = None  # upstream-format architecture (embed_dim, vision_cfg, text_cfg) for eva_native
     trust_remote_code: bool = False  # hf adapter: allow the repo's own modelling code (AutoModel)
     params_millions: Optional[float] = None

@@ -372,10 +372,9 @@ def load_native_weights(model: EvaClip, path: Path, dtype: torch.dtype) -> list[
 # ----------------------------------------------------------------------------------------------------------------
 # the adapter
 
-from .base import ModelAdapter, file_digest  # noqa: E402 (kept beside its only user)
+from .base import ModelAdapter, file_digest, weight_dtype  # noqa: E402 (kept beside its only user)
 from .weights import resolve  # noqa: E402
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def card_config(card) -> EvaClipConfig:
@@ -387,7 +386,6 @@ def card_config(card) -> EvaClipConfig:
 
 class EvaNativeAdapter(ModelAdapter):
     weight_kinds = ("file", "hf_file")
-    casts_weights = True  # the checkpoint is streamed into the target dtype (one half copy in memory)
 
     @classmethod
     def weights_identity(cls, card) -> dict:
@@ -400,7 +398,9 @@ class EvaNativeAdapter(ModelAdapter):
     def _build(self) -> nn.Module:
         cfg = card_config(self.card)
         self.weights = resolve(self.weights_source(self.card))
-        self.dtype = _DTYPES[self.precision]
+        # streamed into the mode's weight dtype: peak host memory about one fp32 copy for fp32 and the amp modes,
+        # one half copy for the cast modes
+        self.dtype = weight_dtype(self.precision)
         model = build_eva_clip(cfg, meta=True)
         self.load_notes = load_native_weights(model, self.weights.path, self.dtype)
         self.context_length = cfg.text.context_length

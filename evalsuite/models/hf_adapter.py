@@ -17,16 +17,14 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError
-from .base import ModelAdapter, file_digest
+from .base import ModelAdapter, file_digest, weight_dtype
 
 log = logging.getLogger(__name__)
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL resample codes in preprocessor configs
 
 
 class HfAdapter(ModelAdapter):
     weight_kinds = ("hf_repo",)
-    casts_weights = True  # from_pretrained(dtype=...)
 
     @classmethod
     def weights_identity(cls, card) -> dict:
@@ -45,7 +43,7 @@ class HfAdapter(ModelAdapter):
 
         source = self.weights_source(self.card)
         repo, revision, trust = source.ref, source.revision, self.card.trust_remote_code
-        self.dtype = _DTYPES[self.precision]
+        self.dtype = weight_dtype(self.precision)
         try:
             config = AutoConfig.from_pretrained(repo, revision=revision, trust_remote_code=trust)
         except ValueError as exc:

@@ -98,7 +98,8 @@ def test_reference_rows_say_what_protocol_they_assume():
 
 @pytest.mark.parametrize("change, reason", [
     ({"decoder": "tensor"}, "decoder tensor, the reference assumes pil (rerun with --decoder pil)"),
-    ({"precision": "fp32"}, "precision fp32, the reference assumes amp_fp16 (run on CUDA with --precision fp16)"),
+    ({"precision": "fp32"}, "precision fp32, the reference assumes amp_fp16 (run on CUDA, where the EVA cards default to amp_fp16,"
+                             " or pass --precision amp_fp16)"),
     ({"precision": "fp16"}, "precision fp16, the reference assumes amp_fp16"),
     ({"prompts": "include-path"}, "prompts from an --include-path file"),
     ({"decoder": None}, "unknown protocol (no decoder"),
@@ -267,6 +268,6 @@ def test_real_imagenet_sample_is_refused_by_check_naming_the_counts(tiny_model_d
     assert main(["check", str(out), "--reference", REPORT, "--as-model", MODEL]) == 2
     (line,) = [x for x in lines(capsys.readouterr().out, "REFUSED") if x.split()[2] == "imagenet1k"]
     assert "count fewer: 1000 of 50000 expected samples" in line
-    assert "decoder tensor, the reference assumes pil" in line and "precision fp32" in line  # a CPU run's protocol
+    assert "precision fp32" in line and "decoder" not in line  # a CPU run's protocol; pil is the default decoder
     assert main(["aggregate", str(out)]) == 0
     assert "† local-dir" in capsys.readouterr().out

@@ -244,3 +244,23 @@ def test_real_labelled_clips_run(tiny_model_dir, tmp_path):
                  str(root), "--output-dir", str(out), "--workers", "1"]) == FEWER_THAN_EXPECTED
     rows = list(csv.DictReader((next(out.iterdir()) / "kinetics400.csv").open()))
     assert {r["num_samples"] for r in rows} == {"2"} and {r["num_failed"] for r in rows} == {"0"}
+
+
+def test_ucf101_lists_the_papers_11213_clips(tmp_path):
+    """Full-size generated lists (3,783 + 3,734 + 3,696 lines, the real splits' sizes): the listing alone, no
+    decoding; clips that are not on disk are listed and would be counted as unreadable, never dropped."""
+    from evalsuite.data.base import SourceContext
+
+    task, _ = ucf_task("ucf101")
+    keys = task.bank.keys
+    root = tmp_path / "ucf101"
+    (root / "ucfTrainTestlist").mkdir(parents=True)
+    (root / "UCF-101").mkdir()
+    for split, (groups, size) in enumerate([((1, 8), 3783), ((8, 15), 3734), ((15, 22), 3696)], start=1):
+        lines = [f"{keys[i % 101]}/v_{keys[i % 101]}_g{groups[0] + (i // 101) % 7:02d}_c{i // 707 + 1:02d}.avi"
+                 for i in range(size)]
+        (root / "ucfTrainTestlist" / f"testlist0{split}.txt").write_text("\n".join(lines) + "\n")
+    samples = task.sources[0].samples(SourceContext(tmp_path, keys))
+    assert len(samples.items) == 11213 == task.spec.expected_num_samples
+    split1, _ = ucf_task("ucf101_split1")
+    assert len(split1.sources[0].samples(SourceContext(tmp_path, keys)).items) == 3783
