@@ -21,20 +21,23 @@ def default_data_root() -> Path:
     return Path(os.environ.get("EVALSUITE_DATA_ROOT", Path.home() / ".cache" / "evalsuite" / "data"))
 
 
-def _int_at_least(minimum: int):
+def _int_in(minimum: int, maximum: int):
+    """An argparse type: a whole number in [minimum, maximum]; the message gives the allowed range."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected a whole number from {minimum} to {maximum}, got {text!r}"
+                                             ) from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {minimum} to {maximum}, got {value}")
         return value
 
     return parse
 
 
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
+# upper bounds far above any real use, so a typo fails at once instead of in an allocation or a loop
+_batch_size, _workers, _limit, _bootstrap = _int_in(1, 65_536), _int_in(0, 256), _int_in(1, 2**31), _int_in(0, 100_000)
 
 
 def _tolerance(text: str) -> float:
@@ -76,10 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", type=Path, default=None,
                      help="folder holding the datasets (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
     run.add_argument("--output-dir", type=Path, default=Path("results"), help="results go to OUTPUT_DIR/<model>/")
-    run.add_argument("--batch-size", type=_positive_int, default=256)
-    run.add_argument("--workers", type=_non_negative_int, default=None,
+    run.add_argument("--batch-size", type=_batch_size, default=256, help="images per batch (1-65536, default 256)")
+    run.add_argument("--workers", type=_workers, default=None,
                      help="DataLoader workers (default: CPU count - 1, at most 8)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    run.add_argument("--nproc-per-node", type=_int_in(1, 1024), default=1,
+                     help="data-parallel ranks on this machine (torchrun's launcher, run so that the exit code"
+                          " stays the documented one; default 1)")
     run.add_argument("--precision", choices=("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16"), default=None,
                      help="amp_fp16/amp_bf16: fp32 weights under autocast (CLIP_benchmark's --amp; the EVA cards'"
                           " default on CUDA); fp16/bf16: weights cast (half the memory); fp32. Default: the card's"
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--transform", choices=("shortest", "squash", "best-of-both"), default=None,
                      help="image resize: the card's (default; shortest side + centre crop for EVA), squash, or"
                           " best-of-both (each classification task with both, the better kept and recorded)")
-    run.add_argument("--limit", type=_positive_int, default=None,
+    run.add_argument("--limit", type=_limit, default=None,
                      help="evaluate a fixed seeded sample of N images per task; results are marked partial")
     run.add_argument("--include-path", type=Path, action="append", default=[],
                      help="extra folder with tasks/, prompts/ and/or cards/ (repeatable)")
@@ -105,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verify-data", action="store_true",
                      help="identify each data file by a sha256 of its contents (reads all data) instead of its size"
                           " and modification time; results and caches made so are kept apart from the default's")
-    run.add_argument("--bootstrap", type=_non_negative_int, default=1000,
+    run.add_argument("--bootstrap", type=_bootstrap, default=1000,
                      help="bootstrap resamples (seeded) for each primary metric's 95%% interval; 0 turns it off")
     run.add_argument("--no-resume", dest="resume", action="store_false",
                      help="re-evaluate tasks that already have a result with the same fingerprints")
@@ -159,11 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_reporting_process() -> bool:
+    """Rank 0 under torchrun, or a plain process: the one that prints tables and errors."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def cmd_run(args) -> int:
     from .config import RunConfig
     from .distributed import init_from_env
     from .runner import Runner
 
+    if args.nproc_per_node > 1 and "RANK" not in os.environ:
+        from .launch import launch
+
+        return launch(args.nproc_per_node, args.argv)
     args.device = init_from_env(args.device)  # under torchrun: join the group, one device per rank
     config = RunConfig(
         model=args.model, tasks=args.tasks, weights=args.weights, arch=args.arch,
@@ -179,10 +194,12 @@ def cmd_run(args) -> int:
     try:
         report = runner.run()
     except EvalsuiteError:
-        _print_table(runner)
+        if is_reporting_process():
+            _print_table(runner)
         raise
-    print(report.table)
-    print(f"\nresults: {report.model_dir}")
+    if is_reporting_process():
+        print(report.table)
+        print(f"\nresults: {report.model_dir}")
     return 0
 
 
@@ -278,8 +295,9 @@ def cmd_aggregate(args) -> int:
     text = paper_table(runs, catalog, refs, args.format)
     print(text, end="")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+        from .results import atomic_write_text
+
+        atomic_write_text(args.out, text)
     if args.plot:
         from .plots import plot_vs_reference
 
@@ -321,7 +339,6 @@ def cmd_export(args) -> int:
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
     display, long_format = leaderboard(runs, catalog, params)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, display)
     long_path = args.out.with_name(args.out.stem + "_long.csv")
     atomic_write_text(long_path, long_format)
@@ -351,17 +368,41 @@ COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "prepare": c
             "aggregate": cmd_aggregate, "check": cmd_check, "export": cmd_export}
 
 
+def _leave_process_group() -> None:
+    """Under torchrun, wait for every rank before exiting: a rank that finishes first would otherwise make the
+    launcher stop rank 0 (the writer) in the middle of its writes."""
+    if "torch.distributed" not in sys.modules:  # the light commands never import torch
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # --nproc-per-node hands the same command to its workers
     _setup_logging(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        _leave_process_group()
+        return code
     except EvalsuiteError as exc:
-        print(f"evalsuite: error: {exc}", file=sys.stderr)
+        _leave_process_group()
+        if is_reporting_process():  # every rank exits with the code; one says why
+            print(f"evalsuite: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("evalsuite: interrupted; finished tasks are saved", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment, not a bug: a full disk, a read-only folder, a missing path
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"evalsuite: error: {where}{exc.strerror or exc} (files written before this are kept)", file=sys.stderr)
+        return 2
     except Exception:  # noqa: BLE001 - an internal error: show the traceback, exit 1
         traceback.print_exc()
         print("evalsuite: internal error (a bug: please report it with the traceback above)", file=sys.stderr)

@@ -37,8 +37,8 @@ def init_from_env(device: str) -> str:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     rank, size = rank_and_size()
-    if rank != 0:
-        logging.getLogger("evalsuite").setLevel(logging.WARNING)
+    if rank != 0:  # rank 0 alone reports (every rank holds the same results); internal errors still print
+        logging.getLogger("evalsuite").setLevel(logging.CRITICAL)
     log.info("distributed: %d ranks (%s)", size, "nccl" if use_cuda else "gloo")
     return f"cuda:{local_rank}" if use_cuda else "cpu"
 

@@ -156,6 +156,17 @@ def paper_columns(catalog: Catalog) -> list[Column]:
     return cols + [Column("MR", "suite:eva_retrieval")]
 
 
+def other_columns(runs: list[ModelRun], catalog: Catalog) -> list[Column]:
+    """After the paper layout: every other task the runs hold (user-defined tasks, the demo), then the averages of
+    the other suites whose members they all hold."""
+    shown = {t for c in paper_columns(catalog) for t in column_tasks(c, catalog)}
+    tasks = sorted({t for run in runs for t in run.tasks} - shown)
+    paper_suites = {c.task[6:] for c in paper_columns(catalog) if c.task.startswith("suite:")}
+    suites = [s for s in sorted(catalog.suites) if s not in paper_suites and s != "all"
+              and set(catalog.suite_members(s)) <= set(tasks)]
+    return [Column(t, t) for t in tasks] + [Column(f"{s} avg", f"suite:{s}") for s in suites]
+
+
 def column_tasks(col: Column, catalog: Catalog) -> list[str]:
     """The tasks whose results make a column's value."""
     return catalog.suite_members(col.task[6:]) if col.task.startswith("suite:") else [col.task]
@@ -198,9 +209,10 @@ def paper_table(runs: list[ModelRun], catalog: Catalog, refs: Optional[list[Refe
     """Markdown: a value whose sample count differs from the protocol's is marked †, a partial one ‡
     (suite cells when a member is), with a footnote per task naming the counts. CSV: a ``flags`` column lists
     them (``imagenet1k:fewer(1000/50000)``)."""
-    cols = [c for c in paper_columns(catalog) if any(column_value(r, c, catalog) is not None for r in runs)]
+    cols = [c for c in paper_columns(catalog) + other_columns(runs, catalog)
+            if any(column_value(r, c, catalog) is not None for r in runs)]
     if not cols:
-        raise UserInputError("none of the runs has a result for a paper-table column (EVA-CLIP tasks or suites)")
+        raise UserInputError("none of the runs has a task result to tabulate")
     shown_tasks = list(dict.fromkeys(t for c in cols for t in column_tasks(c, catalog)))
     table = []
     for run in runs:

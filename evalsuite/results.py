@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, new_temp_file
 from .errors import UserInputError
 
 TASK_COLUMNS = (
@@ -70,7 +70,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
         if not is_writer():
             return
-    atomic_write_bytes(path, text.encode("utf-8"))
+    try:
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:  # full disk, read-only mount, a file where a folder should be: the user's to fix
+        raise OutputWriteError(f"{path}: cannot write ({exc.strerror or exc}); files written before it are kept"
+                               ) from None
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Fail before any work (no model loaded, nothing evaluated) when ``folder`` cannot take result files."""
+    try:
+        os.unlink(new_temp_file(folder, prefix=".evalsuite-write-check."))
+    except OSError as exc:
+        raise OutputWriteError(f"{what} {folder}: cannot write there ({exc.strerror or exc}); choose a writable"
+                               " folder") from None
 
 
 def _csv_text(columns, rows: list[dict]) -> str:
@@ -148,6 +161,10 @@ def task_rows(ident: TaskIdentity, result, primary_metric: str) -> list[dict]:
 
 def write_task_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, _csv_text(TASK_COLUMNS, rows))
+
+
+class OutputWriteError(UserInputError):
+    """A result file or folder that cannot be written (the path and the OS's reason are named)."""
 
 
 class ResultFileError(UserInputError):

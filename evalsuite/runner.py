@@ -17,7 +17,8 @@ from .errors import UserInputError, EvalsuiteError, TasksFailedError
 from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
 from .distributed import is_writer
-from .results import (COUNT_MISMATCHES, TaskIdentity, atomic_write_text, count_message, format_table, is_done,
+from .results import (COUNT_MISMATCHES, TaskIdentity, atomic_write_text, check_writable_folder, count_message,
+                      format_table, is_done,
                       move_to_history, primary_row, read_task_csv, task_rows, write_run_manifest, write_suites,
                       write_summary, write_task_csv)
 from .resources import default_cache_dir
@@ -80,6 +81,8 @@ class Runner:
     def run(self) -> RunReport:
         cfg = self.config
         report = RunReport(self.model_dir)
+        if is_writer():  # before any data is listed or weights load: a result that cannot be saved is not computed
+            check_writable_folder(self.model_dir, "--output-dir")
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
                          bootstrap_iterations=cfg.bootstrap, verify_data=cfg.verify_data,

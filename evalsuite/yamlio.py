@@ -1,4 +1,8 @@
-"""Strict YAML reading: duplicate keys are errors and every mapping remembers its line numbers."""
+"""Strict YAML reading: duplicate keys are errors and every mapping remembers its line numbers.
+
+Safe by construction: SafeLoader (no ``!!python`` tags), UTF-8 only, plain scalar keys only, no aliases (an
+alias bomb, "billion laughs", would otherwise expand to gigabytes) and a bounded nesting depth.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,25 @@ class LineDict(dict):
         return self.key_lines.get(key, self.line)
 
 
+MAX_DEPTH = 64  # nested mappings/lists; task files use 4
+
+
 class _StrictLoader(yaml.SafeLoader):
-    pass
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"{self.name}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not"
+                              " allowed in evalsuite files; write the value out")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"{self.name}:{mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> LineDict:
@@ -32,6 +53,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         line = key_node.start_mark.line + 1
+        if not isinstance(key, (str, int, float, bool)):
+            raise ConfigError(f"{loader.name}:{line}: a key must be a plain name, not a {type(key).__name__}")
         if key in result:
             raise ConfigError(
                 f"{loader.name}:{line}: duplicate key {key!r} (first at line {result.key_lines[key]})"
@@ -50,6 +73,9 @@ def load_yaml(path: Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start});"
+                          " save it as UTF-8") from None
     loader = _StrictLoader(text)
     loader.name = str(path)
     try:

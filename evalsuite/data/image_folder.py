@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+import regex  # the re module has no time limit; regex (an open_clip dependency) does
 
 from ..errors import ConfigError, DatasetUnavailableError
 from .base import Samples, IMAGE_EXTENSIONS, DataSource, LocalArgs, SourceContext, load_image_file, locate
 
 log = logging.getLogger(__name__)
+
+PATTERN_TIMEOUT_S = 0.5  # per file name; a sane label pattern takes microseconds
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,9 @@ class ImageFolderSource(DataSource):
             if not a.label_pattern:
                 raise ConfigError(f"{spec.file}: source.args.label_pattern is required for layout: flat")
             try:
-                if re.compile(a.label_pattern).groups < 1:
+                if regex.compile(a.label_pattern).groups < 1:
                     raise ConfigError(f"{spec.file}: source.args.label_pattern needs one capture group")
-            except re.error as exc:
+            except regex.error as exc:
                 raise ConfigError(f"{spec.file}: source.args.label_pattern is not a valid regex: {exc}") from exc
         self.extensions = tuple(e.lower() for e in (a.extensions or IMAGE_EXTENSIONS))
 
@@ -50,13 +53,13 @@ class ImageFolderSource(DataSource):
 
     def samples(self, ctx: SourceContext):
         key_to_index = {k: i for i, k in enumerate(ctx.label_keys)}
-        pattern = re.compile(self.args.label_pattern) if self.args.label_pattern else None
+        pattern = regex.compile(self.args.label_pattern) if self.args.label_pattern else None
 
         def has_class_folders(d: Path) -> bool:
             return any((d / k).is_dir() for k in ctx.label_keys)
 
         def has_labelled_files(d: Path) -> bool:
-            return pattern is not None and any(pattern.match(p.name) for p in d.iterdir() if self._is_image(p))
+            return pattern is not None and any(self._match(pattern, p.name) for p in d.iterdir() if self._is_image(p))
 
         layout = self.args.layout
         looks_right = {"class_folders": has_class_folders, "flat": has_labelled_files,
@@ -90,12 +93,22 @@ class ImageFolderSource(DataSource):
             pairs += [(p, label) for p in sorted(d.iterdir()) if self._is_image(p)]
         return pairs
 
-    def _flat(self, root: Path, pattern: re.Pattern, key_to_index: dict[str, int]) -> list[tuple[Path, int]]:
+    def _match(self, pattern: "regex.Pattern", name: str):
+        """A user pattern on one file name, with a time limit: a catastrophically backtracking pattern is an error
+        naming it, not a listing that never ends."""
+        try:
+            return pattern.match(name, timeout=PATTERN_TIMEOUT_S)
+        except TimeoutError:
+            raise ConfigError(f"{self.spec.file}: source.args.label_pattern {self.args.label_pattern!r} took over"
+                              f" {PATTERN_TIMEOUT_S} s on the file name {name!r} (catastrophic backtracking?);"
+                              " simplify it, e.g. avoid nested repeats like (a+)+") from None
+
+    def _flat(self, root: Path, pattern: "regex.Pattern", key_to_index: dict[str, int]) -> list[tuple[Path, int]]:
         pairs, unmatched, unknown = [], [], []
         for p in sorted(root.iterdir()):
             if not self._is_image(p):
                 continue
-            m = pattern.match(p.name)
+            m = self._match(pattern, p.name)
             if not m:
                 unmatched.append(p.name)
             elif m.group(1) not in key_to_index:

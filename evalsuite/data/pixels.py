@@ -87,6 +87,7 @@ class UInt8Pixels:
         data = read_file(str(path))
         if not is_jpeg(data):
             return self(load_image_file(path))
+        check_pixel_limit(path)
         if self.spec.decoder == "cuda":
             return JpegBytes(data)
         return self.resize_crop(decode_jpeg(data, mode=ImageReadMode.RGB))
@@ -112,6 +113,13 @@ class UInt8Pixels:
             for i, image in zip(pending, decoded):
                 out[i] = self.resize_crop(image)
         return torch.stack(out)
+
+
+def check_pixel_limit(path: str) -> None:
+    """PIL's decompression-bomb limit (DecompressionBombError above 2 x Image.MAX_IMAGE_PIXELS) for decoders that
+    do not go through PIL: reading the header is enough (one 30000x30000 JPEG of 10 MB would decode to 2.7 GB)."""
+    with Image.open(path):
+        pass
 
 
 def pil_to_uint8(image: Image.Image) -> torch.Tensor:
