@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from evalsuite.results import (TASK_COLUMNS, TaskIdentity, atomic_write_text, is_done, read_task_csv, task_rows,
+from evalsuite.results import (TASK_COLUMNS, OutputWriteError, TaskIdentity, atomic_write_text, is_done, read_task_csv, task_rows,
                                write_summary, write_suites, write_task_csv)
 from evalsuite.tasks.base import TaskResult
 
@@ -38,7 +38,7 @@ def test_atomic_write_leaves_old_file_intact_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputWriteError, match="f.txt: cannot write"):  # a user-facing error (exit 2), not a crash
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temp file left behind
