@@ -12,7 +12,7 @@ DEMO_WEIGHTS := evalsuite/models/weights/demo-clip
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e '.[video,retrieval,dev]'
+	$(PIP) install --quiet -e '.[report,hf,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

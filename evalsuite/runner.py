@@ -50,6 +50,7 @@ class Runner:
         specs = self.catalog.select(config.tasks)
         self.tasks: list[Task] = [build_task(s, config.include_paths) for s in specs]
         self.card: ModelCard = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch)
+        require_optional(ADAPTER_EXTRAS.get(self.card.adapter))
         from .models.loading import ADAPTERS
 
         self.model_dir = config.output_dir / results_dirname(
@@ -274,6 +275,19 @@ class Runner:
             "versions": _versions(),
         })
         return format_table(summary, suite_rows)
+
+
+# adapters whose library is an optional extra: (import name, extra); checked before any data or weights are read
+ADAPTER_EXTRAS = {"hf": ("transformers", "hf")}
+
+
+def require_optional(requirement: Optional[tuple[str, str]]) -> None:
+    import importlib.util
+
+    if requirement is not None and importlib.util.find_spec(requirement[0]) is None:
+        module, extra = requirement
+        raise UserInputError(f"this needs the {module} package, which is not installed: pip install"
+                             f" 'evalsuite[{extra}]'")
 
 
 def _want_progress(flag: Optional[bool]) -> bool:

@@ -113,7 +113,7 @@ class CocoCaptionsSource(DataSource):
             from pycocotools.coco import COCO
         except ImportError as exc:
             raise DatasetUnavailableError(f"task {self.spec.name!r}: reading COCO captions needs pycocotools:"
-                                          f" pip install 'evalsuite[retrieval]' ({exc})") from None
+                                          f" pip install pycocotools (clip-benchmark depends on it) ({exc})") from None
         paths, captions, names = [], [], []
         for file in files:
             coco = COCO(str(file))
