@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", "--pretrained", dest="weights",
                      help="local weights file (overrides the card's sources; see also EVALSUITE_WEIGHTS_DIR)")
     run.add_argument("--arch", help="for --model PATH.pt: a card name or an upstream EVA-CLIP config .json")
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="let an hf: model run Python code from a folder or repo that no model card pins (its"
+                          " configuration_*.py / modeling_*.py); only for code you have read. Without it, remote"
+                          " code runs only from a card's repo at the card's pinned commit")
     run.add_argument("--tasks", required=True, type=_task_list,
                      help="comma-separated task names, suites, tag:TAG, globs (imagenet*) or all")
     run.add_argument("--data-root", type=Path, default=None,
@@ -137,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--reference", help="a report id of the reference table (evalsuite check lists them)")
     agg.add_argument("--reference-file", type=Path, help="another reference table CSV (default: the papers')")
     agg.add_argument("--out", type=Path, help="also write the table to this file")
-    agg.add_argument("--plot", type=Path, help="with --reference: PNG of per-dataset bars, run vs reference")
+    agg.add_argument("--plot", type=Path,
+                     help="PNG: with --reference, each run minus the reference per task (pp) with the tolerance band"
+                          " and bootstrap intervals; without, the runs side by side")
     agg.add_argument("--include-path", type=Path, action="append", default=[])
 
     chk = sub.add_parser("check", help="compare a run with reference numbers: exit 4 on any value beyond tolerance,"
@@ -186,7 +192,7 @@ def cmd_run(args) -> int:
         batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
         limit=args.limit, transform=args.transform, include_paths=args.include_path, resume=args.resume,
         bootstrap=args.bootstrap, cache_features=args.cache_features, cache_pixels=args.cache_pixels,
-        decoder=args.decoder, verify_data=args.verify_data,
+        decoder=args.decoder, verify_data=args.verify_data, trust_remote_code=args.trust_remote_code,
         fail_fast=args.fail_fast,
         progress=args.progress,
     )
@@ -299,11 +305,12 @@ def cmd_aggregate(args) -> int:
 
         atomic_write_text(args.out, text)
     if args.plot:
-        from .plots import plot_vs_reference
+        from .plots import plot_runs, plot_vs_reference
 
         if refs is None:
-            raise UserInputError("--plot needs --reference (bars of the run beside the reference numbers)")
-        plot_vs_reference(runs, refs, catalog, args.plot)
+            plot_runs(runs, catalog, args.plot)
+        else:
+            plot_vs_reference(runs, refs, catalog, args.plot)
     return 0
 
 
@@ -358,7 +365,7 @@ def _setup_logging(verbose: bool) -> None:
     for old in list(ours.handlers):  # main() may run more than once in a process (tests, notebooks)
         ours.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("evalsuite: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s evalsuite: %(message)s", "%H:%M:%S"))
     ours.addHandler(handler)
     ours.setLevel(logging.DEBUG if verbose else logging.INFO)
     ours.propagate = False

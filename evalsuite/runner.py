@@ -3,6 +3,7 @@ it), then per task: skip if done, else evaluate, write its CSV atomically, log o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import sys
@@ -80,10 +81,16 @@ class Runner:
         return self._model
 
     def run(self) -> RunReport:
-        cfg = self.config
         report = RunReport(self.model_dir)
         if is_writer():  # before any data is listed or weights load: a result that cannot be saved is not computed
             check_writable_folder(self.model_dir, "--output-dir")
+        with run_log(self.model_dir / "run.log" if is_writer() else None):
+            return self._run(report)
+
+    def _run(self, report: RunReport) -> RunReport:
+        cfg = self.config
+        from .housekeeping import remove_stale_temp_files
+        remove_stale_temp_files(default_cache_dir(), self.model_dir)  # killed writes' temp files, by age and owner
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
                          limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
                          bootstrap_iterations=cfg.bootstrap, verify_data=cfg.verify_data,
@@ -115,7 +122,8 @@ class Runner:
             self._plan = [(task, mode) for task in pending for mode in self._resize_modes(task)]
             self._start_loading(*self._plan[0], ctx)  # decodes while the first classifier is built
         try:
-            for task in pending:
+            for number, task in enumerate(pending, start=1):
+                log.info("[%d/%d] %s", number, len(pending), task.name)
                 self._run_task(task, model, ctx, model_fp, report)
         finally:
             if ctx.loaders is not None:
@@ -160,9 +168,11 @@ class Runner:
         write_task_csv(csv_path, task_rows(ident, result, task.spec.primary_metric))
         self._record_problems(task, result, report)
         primary = result.metrics.get(task.spec.primary_metric, float("nan"))
-        log.info("%s: %s = %.2f%% on %d samples (%d failed) in %.1fs, %.0f img/s%s", task.name,
+        speed = (f"{result.images_per_second:.0f} img/s" if result.images_per_second == result.images_per_second
+                 else "images from the feature cache")  # NaN: nothing was encoded
+        log.info("%s: %s = %.2f%% on %d samples (%d failed) in %.1fs, %s%s", task.name,
                  task.spec.primary_metric, 100 * primary, result.num_samples, result.num_failed,
-                 result.seconds, result.images_per_second, " [partial]" if result.partial else "")
+                 result.seconds, speed, " [partial]" if result.partial else "")
         report.done.append(task.name)
         if result.alternatives:
             report.transforms[task.name] = {"chosen": result.transform, **result.alternatives}
@@ -288,6 +298,23 @@ def require_optional(requirement: Optional[tuple[str, str]]) -> None:
         module, extra = requirement
         raise UserInputError(f"this needs the {module} package, which is not installed: pip install"
                              f" 'evalsuite[{extra}]'")
+
+
+@contextlib.contextmanager
+def run_log(path: Optional[Path]):
+    """Append the run's log lines (with timestamps) to ``<results>/<model>/run.log`` while it runs."""
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.info("=== evalsuite %s run: %s", __version__, " ".join(sys.argv[1:]) or "(Python API)")
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def _want_progress(flag: Optional[bool]) -> bool:
