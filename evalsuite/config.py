@@ -227,6 +227,7 @@ class RunConfig:
     cache_pixels: bool = False  # preprocessed uint8 images under $EVALSUITE_CACHE_DIR/pixels (shared by models)
     decoder: str = "pil"  # pil (exact, default) | tensor | cuda: how images become uint8 pixels (data/pixels.py)
     verify_data: bool = False  # data identity from file contents (sha256) instead of size + mtime
+    trust_remote_code: bool = False  # hf models: run code from folders/repos no model card pins (--trust-remote-code)
     bootstrap: int = 1000  # bootstrap resamples for the primary metric's 95% interval (seed 0); 0 turns it off
     include_paths: list[Path] = field(default_factory=list)
     resume: bool = True
