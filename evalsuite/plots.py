@@ -60,6 +60,8 @@ def run_labels(runs: list[ModelRun]) -> list[str]:
         while k < len(parts) and len({r.folder.resolve().parts[-k:] for r in same}) < len(same):
             k += 1
         tail = "/".join(parts[-k:])
+        if k > 1 and len({r.folder.resolve().name for r in same}) == 1:  # results_a/demo-clip -> results_a
+            tail = "/".join(parts[-k:-1])
         if sum(r.folder.resolve().parts[-k:] == parts[-k:] for r in same) > 1:  # the same folder given twice
             tail += f" #{same.index(run) + 1}"
         labels.append(f"{run.model} ({tail})")
@@ -297,7 +299,11 @@ def runs_data(runs: list[ModelRun], catalog: Catalog) -> SideBySide:
     return SideBySide([c.header for c in cols], [c.task for c in cols], series, differences)
 
 
-def _grouped(ax, data: SideBySide, series: list[Series], colours: list[str]) -> None:
+def _grouped(ax, data: SideBySide, series: list[Series], colours: list[str]) -> list:
+    """Grouped bars of ``series``; returns legend handles (plain colours: a hatched first bar must not make the
+    whole series look hatched in the legend)."""
+    from matplotlib.patches import Patch
+
     n = len(series)
     width = 0.8 / n
     for k, (s, colour) in enumerate(zip(series, colours)):
@@ -316,6 +322,11 @@ def _grouped(ax, data: SideBySide, series: list[Series], colours: list[str]) -> 
                         fmt="none", ecolor="#222222", elinewidth=0.8, capsize=1.5, zorder=3)
     ax.set_xlim(-0.6, len(data.columns) - 0.4)
     ax.grid(axis="y", color="#EEEEEE", zorder=0)
+    handles = [Patch(color=colour, label=s.label) for s, colour in zip(series, colours)]
+    if any(o for s in series for o in s.odd):
+        handles.append(Patch(facecolor="#999999", hatch="///", edgecolor="white",
+                             label="partial or another sample count"))
+    return handles
 
 
 def plot_runs(runs: list[ModelRun], catalog: Catalog, out: Path) -> SideBySide:
@@ -332,21 +343,22 @@ def plot_runs(runs: list[ModelRun], catalog: Catalog, out: Path) -> SideBySide:
                              gridspec_kw={"height_ratios": [3, 2][:rows]})
     top = axes[0, 0]
     colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(n)]
-    _grouped(top, data, data.series, colours)
+    handles = _grouped(top, data, data.series, colours)
     top.set_ylim(0, 105)
     suites_from = next((i for i, t in enumerate(data.tasks) if t.startswith("suite:")), None)
     if suites_from:  # a dotted line between the tasks and the suite averages
         for ax in axes[:, 0]:
             ax.axvline(suites_from - 0.5, color="#999999", linestyle=":", linewidth=1)
     top.set_ylabel("primary metric (%)")
-    top.set_title(f"{n} run{'s' if n > 1 else ''} side by side: primary metric per task and suite average",
+    what = "primary metric per task" + (" and suite average" if suites_from else "")
+    top.set_title(f"{n} runs side by side: {what}" if n > 1 else f"{data.series[0].label}: {what}",
                   loc="left", fontsize=11, pad=24)
-    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(n, 4), frameon=False, fontsize=8,
-               borderaxespad=0.2)
+    top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(len(handles), 4),
+               frameon=False, fontsize=8, borderaxespad=0.2)
     last = top
     if data.differences:
         low = axes[1, 0]
-        _grouped(low, data, data.differences, colours[1:])
+        low_handles = _grouped(low, data, data.differences, colours[1:])
         spread = [abs(v) for s in data.differences for v in s.values if v is not None]
         lim = max(1.0, 1.15 * max(spread, default=0.0))
         low.set_ylim(-lim, lim)
@@ -354,8 +366,8 @@ def plot_runs(runs: list[ModelRun], catalog: Catalog, out: Path) -> SideBySide:
         low.set_ylabel(f"difference from\n{data.series[0].label} (pp)")
         low.set_title(f"each run minus {data.series[0].label}, in percentage points", loc="left", fontsize=10,
                       pad=22)
-        low.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(n - 1, 4), frameon=False, fontsize=8,
-                   borderaxespad=0.2)
+        low.legend(handles=low_handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(len(low_handles), 4),
+                   frameon=False, fontsize=8, borderaxespad=0.2)
         top.set_xticks(range(len(data.columns)), [""] * len(data.columns))
         last = low
     last.set_xticks(range(len(data.columns)), data.columns, rotation=60, ha="right", fontsize=8)
