@@ -162,8 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="leaderboard CSV across runs (and a long-format twin)")
     exp.add_argument("--runs", type=Path, nargs="+", required=True)
     exp.add_argument("--out", type=Path, default=Path("results/leaderboard.csv"))
-    exp.add_argument("--plot", type=Path, help="PNG of the 27-dataset average against parameter count")
+    exp.add_argument("--plot", type=Path,
+                     help="PNG of the 27-dataset average against parameter count beside the papers' points (a run"
+                          " lacking some of the 27 is drawn as the mean of those it has, labelled partial: N of 27)")
     exp.add_argument("--include-path", type=Path, action="append", default=[])
+
+    rep = sub.add_parser("report", help="static HTML report: sortable leaderboard, a page per model with plots and"
+                                        " per-task details (no server, no network)",
+                         epilog="example: evalsuite report results/EVA-CLIP-8B results/EVA-CLIP-18B --out site/"
+                                " --reference evaclip18b_paper_2402.04252v1")
+    rep.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                     help="results/<model>/ or a folder of such folders (several allowed)")
+    rep.add_argument("--out", type=Path, default=Path("site"),
+                     help="folder for index.html, the model pages and their PNGs (default: site)")
+    rep.add_argument("--reference", help="a report id: colour cells by their delta to it and plot the deltas")
+    rep.add_argument("--reference-file", type=Path, help="another reference table CSV (default: the papers')")
+    rep.add_argument("--include-path", type=Path, action="append", default=[])
 
     val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
     val.add_argument("--tasks", type=_task_list, default=None, help="selectors as for run (default: every task)")
@@ -357,6 +371,22 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .catalog import Catalog
+    from .models.card import all_cards
+    from .reference import load_reference
+    from .report import load_runs
+    from .report_html import build_site
+
+    catalog = Catalog.load(args.include_path)
+    runs = [run for folder in args.run_dirs for run in load_runs(folder, set(catalog.tasks))]
+    params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
+              if card.params_millions}
+    site = build_site(runs, catalog, args.out, _references(args), params, load_reference(args.reference_file))
+    print(f"{len(runs)} run(s) -> {site.index} ({len(site.pages)} model page(s), {len(site.images)} plot(s))")
+    return 0
+
+
 def _setup_logging(verbose: bool) -> None:
     """evalsuite's own lines at INFO; other libraries (open_clip logs every load step at INFO) at WARNING."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
@@ -372,7 +402,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "prepare": cmd_prepare,
-            "aggregate": cmd_aggregate, "check": cmd_check, "export": cmd_export}
+            "aggregate": cmd_aggregate, "check": cmd_check, "export": cmd_export, "report": cmd_report}
 
 
 def _leave_process_group() -> None:
