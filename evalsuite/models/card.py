@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -59,12 +60,18 @@ class ModelCard:
     weights: list[WeightsSource] = field(default_factory=list)
     precision: str = "amp_bf16"  # a PRECISIONS mode, used on CUDA; the CPU runs fp32 unless asked otherwise
     config: Optional[dict] = None  # upstream-format architecture (embed_dim, vision_cfg, text_cfg) for eva_native
-    trust_remote_code: bool = False  # hf adapter: allow the repo's own modelling code (AutoModel)
+    # hf adapter: the card's own hf_repo source may run its modelling code (AutoModel), only at its pinned commit
+    trust_remote_code: bool = False
     params_millions: Optional[float] = None
     reference_key: Optional[str] = None
     description: str = ""
     notes: str = ""
     file: str = ""
+    # set when the card is read, not from YAML: the hub repo and pinned commit whose code trust_remote_code trusts
+    # (the card's hf_repo source; kept when --weights replaces the weights: weights only, never code)
+    code_source: Optional[WeightsSource] = None
+    # set by resolve_card from --trust-remote-code: the user trusts the code of whatever the weights name
+    user_trusts_remote_code: bool = False
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -76,7 +83,7 @@ def load_card_file(path: Path) -> ModelCard:
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a model card must be a mapping of keys")
-    card = from_mapping(ModelCard, data, path, skip=("file",))
+    card = from_mapping(ModelCard, data, path, skip=("file", "code_source", "user_trusts_remote_code"))
     if card.precision not in PRECISIONS:
         raise ConfigError(f"{path}:{data.line_of('precision')}: precision must be one of {PRECISIONS}")
     if card.preprocess is not None:
@@ -91,7 +98,36 @@ def load_card_file(path: Path) -> ModelCard:
             raise ConfigError(f"{path}: an hf_file weights source needs filename")
     if card.preprocess is not None and card.image_size is None:
         raise ConfigError(f"{path}: a card with preprocess needs image_size")
-    return dataclasses.replace(card, file=str(path))
+    code_source = _code_source(card, data, path) if card.trust_remote_code else None
+    return dataclasses.replace(card, file=str(path), code_source=code_source)
+
+
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+
+
+def _code_source(card: ModelCard, data, path: Path) -> WeightsSource:
+    """The repo whose code ``trust_remote_code`` trusts: the card's hf_repo source, a hub repo id, at a commit
+    hash when it says one (a branch or tag can move, and the code with it). A card without a revision still
+    loads (its other sources work), but the hf adapter refuses its remote code (hf_adapter.remote_code_plan)."""
+    repos = [(i, w) for i, w in enumerate(card.weights) if w.kind == "hf_repo"]
+    if not repos:
+        raise ConfigError(f"{path}:{data.line_of('trust_remote_code')}: trust_remote_code: true applies to the"
+                          " card's hf_repo weights source (the Hugging Face repo whose modelling code runs, at a"
+                          " pinned commit); this card has none")
+    index, source = repos[0]
+    entry = data["weights"][index]
+    line = entry.line_of("ref") if hasattr(entry, "line_of") else data.line_of("weights")
+    if not HUB_REPO_ID.fullmatch(source.ref) or source.ref.startswith((".", "~")):
+        raise ConfigError(f"{path}:{line}: hf_repo {source.ref!r}: trust_remote_code trusts a Hugging Face repo"
+                          " (org/name) at a pinned commit, never a local folder (a folder's code needs"
+                          " --trust-remote-code at run time)")
+    if source.revision is not None and not COMMIT_HASH.fullmatch(source.revision):
+        line = entry.line_of("revision") if hasattr(entry, "line_of") else line
+        raise ConfigError(f"{path}:{line}: revision {source.revision!r} of {source.ref}: a card that trusts remote"
+                          " code pins a full commit hash (40 lowercase hex digits); a branch or tag can change"
+                          " under the card, and the code with it")
+    return source
 
 
 def all_cards(include_paths=()) -> dict[str, ModelCard]:

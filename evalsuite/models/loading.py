@@ -22,7 +22,15 @@ MODEL_FORMS = ("a card name (evalsuite ls models), a card .yaml, open_clip:ARCH/
                " FILE, local-dir:FOLDER, hf:REPO, or a checkpoint PATH with --arch CARD|CONFIG.json")
 
 
-def resolve_card(model: str, weights: Optional[str] = None, include_paths=(), arch: Optional[str] = None) -> ModelCard:
+def resolve_card(model: str, weights: Optional[str] = None, include_paths=(), arch: Optional[str] = None,
+                 trust_remote_code: bool = False) -> ModelCard:
+    """The card for ``--model`` (with ``--weights``/``--arch``); ``trust_remote_code`` is the user's
+    ``--trust-remote-code``: the code of whatever folder or repo the weights name may run (hf adapter)."""
+    card = _resolve_card(model, weights, include_paths, arch)
+    return dataclasses.replace(card, user_trusts_remote_code=True) if trust_remote_code else card
+
+
+def _resolve_card(model: str, weights: Optional[str], include_paths, arch: Optional[str]) -> ModelCard:
     if arch and not model.endswith(CHECKPOINT_SUFFIXES):
         raise UserInputError(f"--arch goes with a checkpoint path (--model PATH.pt); got --model {model!r}")
     if model.startswith("open_clip:"):
@@ -44,9 +52,10 @@ def resolve_card(model: str, weights: Optional[str] = None, include_paths=(), ar
 
 
 def with_local_weights(card: ModelCard, path: str) -> ModelCard:
-    """The card's local-path override: same architecture and preprocessing, these weights."""
+    """The card's local-path override: same architecture and preprocessing, these weights (the weights only: a
+    card's trusted code stays the card's pinned commit, ``code_source``)."""
     if card.adapter == "hf":
-        return dataclasses.replace(card, weights=[WeightsSource("hf_repo", path)])
+        return dataclasses.replace(card, weights=[WeightsSource("hf_repo", path, notes="--weights override")])
     if any(w.kind in ("package_dir", "local_dir") for w in card.weights):
         raise UserInputError(f"model {card.name!r} is an open_clip folder; --weights cannot replace it")
     return dataclasses.replace(card, weights=[WeightsSource("file", path, notes="--weights override")])
@@ -54,14 +63,21 @@ def with_local_weights(card: ModelCard, path: str) -> ModelCard:
 
 def _hf_card(repo: str, weights: Optional[str], include_paths) -> ModelCard:
     """``hf:REPO``. A card that lists this repo (kind hf_repo) lends its preprocessing and its trust_remote_code
-    permission; without one, only plain CLIPModel repos load."""
+    permission (for that repo at the card's pinned commit: ``code_source``); without one, only plain CLIPModel
+    repos load. A Hugging Face cache snapshot folder (``models--ORG--NAME/snapshots/<commit>``) stands for
+    ORG/NAME; whether it is the pinned commit's exact copy is checked when the model loads."""
     from .card import all_cards
+    from .weights import hf_snapshot_of
 
+    snapshot = hf_snapshot_of(Path(repo)) if Path(repo).expanduser().is_dir() else None
+    hub_id = snapshot[0] if snapshot else repo
     for card in all_cards(include_paths).values():
-        if any(w.kind == "hf_repo" and w.ref == repo for w in card.weights):
-            source = next(w for w in card.weights if w.kind == "hf_repo")
-            return dataclasses.replace(card, name=f"hf:{repo}", adapter="hf", architecture=repo,
-                                       weights=[dataclasses.replace(source, ref=weights or repo)])
+        source = next((w for w in card.weights if w.kind == "hf_repo" and w.ref == hub_id), None)
+        if source is not None:
+            if weights or snapshot:
+                source = WeightsSource("hf_repo", weights or repo, notes="--weights override" if weights else "")
+            return dataclasses.replace(card, name=f"hf:{hub_id}", adapter="hf", architecture=hub_id,
+                                       weights=[source])
     return ModelCard(name=f"hf:{Path(repo).name if Path(repo).is_dir() else repo}", adapter="hf", architecture=repo,
                      weights=[WeightsSource("hf_repo", weights or repo)])
 
@@ -118,11 +134,18 @@ def has_canonical_weights(card: ModelCard) -> bool:
                for w in card.weights)
 
 
+MAX_DIRNAME = 96
+
+
 def results_dirname(card: ModelCard, weights_identity: Optional[dict] = None) -> str:
     """A folder name for a model's results: the card name with path-unsafe characters replaced, plus 8 hex digits
     of the weights identity when the weights are not the card's canonical ones, so two checkpoints of one
-    architecture (``--weights a.pt`` / ``b.pt``, two ``local-dir:`` folders with one basename) never share one."""
+    architecture (``--weights a.pt`` / ``b.pt``, two ``local-dir:`` folders with one basename) never share one.
+    Always one plain folder name inside the output folder: no separators, no leading dot (``..``, ``.hidden``),
+    never empty, at most MAX_DIRNAME + 9 characters."""
     name = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in card.name).lstrip(".") or "model"
+    if len(name) > MAX_DIRNAME:  # a file name has at most 255 bytes; the weights digest and suffixes need room
+        name = name[:MAX_DIRNAME - 9] + "-" + hashlib.sha256(card.name.encode()).hexdigest()[:8]
     if weights_identity is not None and not has_canonical_weights(card):
         digest = hashlib.sha256(json.dumps(weights_identity, sort_keys=True).encode()).hexdigest()[:8]
         name += f"-{digest}"

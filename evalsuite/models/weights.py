@@ -10,8 +10,10 @@ three ways to provide it, instead of huggingface_hub's minute of retries.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,3 +229,155 @@ def open_clip_tag_files(architecture: str, tag: str) -> Optional[tuple[str, list
         elif filename.endswith((".bin", ".pth")):
             names.insert(0, filename[:-4] + ".safetensors")
     return repo, names
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face cache snapshots: the local copy of one repo at one commit
+
+
+def hf_snapshot_of(folder: Path) -> Optional[tuple[str, str]]:
+    """(repo id, commit) when ``folder`` is laid out as a Hugging Face cache snapshot,
+    ``.../models--ORG--NAME/snapshots/<40-hex commit>``; else None."""
+    folder = Path(folder).expanduser().absolute()
+    commit, snapshots, repo_dir = folder.name, folder.parent, folder.parent.parent
+    if snapshots.name != "snapshots" or not repo_dir.name.startswith("models--"):
+        return None
+    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+        return None
+    parts = repo_dir.name[len("models--"):].split("--")
+    if len(parts) != 2 or not all(parts):
+        return None
+    return "/".join(parts), commit
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The id git (and the Hugging Face hub, for files not in LFS) gives a file's contents."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def snapshot_problem(folder: Path, repo: str, commit: str) -> Optional[str]:
+    """None when ``folder`` is the cache snapshot of ``repo`` at ``commit`` with its code and config intact: each
+    ``*.py`` and ``*.json`` is huggingface_hub's link into the repo's ``blobs/`` and its contents hash to that
+    blob's name (the hub's id of the file), so an edited or added file is caught. Else what is wrong."""
+    folder = Path(folder).expanduser().absolute()
+    if hf_snapshot_of(folder) != (repo, commit):
+        return f"{folder} is not the Hugging Face cache snapshot of {repo} at commit {commit}"
+    blobs = (folder.parent.parent / "blobs").resolve()
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".json")):
+        if not path.is_symlink():
+            return f"{path} is not a link into the cache's blobs (copied or edited), so it cannot be verified"
+        target = path.resolve()
+        if target.parent != blobs:
+            return f"{path} points outside the snapshot's blobs ({target})"
+        try:
+            digest = git_blob_sha1(target.read_bytes())
+        except OSError as exc:
+            return f"{path} cannot be read ({exc.strerror or exc})"
+        if digest != target.name:
+            return f"{path}: its contents do not match the hub's id of the file (edited after download)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A weights file the user names: checked before any library reads it, and its load errors explained in one line
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80  # torch's legacy format begins with a protocol-2 pickle
+
+
+def check_weights_file(path: Path) -> None:
+    """One ModelLoadError (the file and what is wrong with it) for a file that cannot be a checkpoint: missing,
+    not a regular file, empty, truncated, or in none of the formats torch.save and safetensors write. Reads the
+    header and seeks to the end; the contents are never quoted."""
+    import stat
+    import zipfile
+
+    path = Path(path)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelLoadError(f"weights {path}: not a regular file")
+        if st.st_size == 0:
+            raise ModelLoadError(f"weights {path}: the file is empty (0 bytes): a download or copy cut short?")
+        with path.open("rb") as f:
+            if path.suffix == ".safetensors":
+                _check_safetensors(path, f, st.st_size)
+                return
+            if path.suffix in (".npz", ".npy"):  # open_clip's big_vision (SigLIP) weights: numpy's own checks
+                return
+            head = f.read(4)
+            if head == _ZIP_MAGIC:
+                if not zipfile.is_zipfile(f):
+                    raise ModelLoadError(f"weights {path}: truncated or corrupted (a zip archive, the format"
+                                         " torch.save writes, without its end: the file was cut short?)")
+            elif head[:1] != bytes([_PICKLE_PROTO]):
+                raise ModelLoadError(f"weights {path}: not a PyTorch checkpoint (neither the zip archive torch.save"
+                                     " writes nor its legacy pickle format; a text file or another format?)")
+    except OSError as exc:
+        raise ModelLoadError(f"weights {path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _check_safetensors(path: Path, f, size: int) -> None:
+    import json
+
+    n = int.from_bytes(f.read(8), "little")
+    if size < 8 or not 2 <= n <= size - 8:
+        raise ModelLoadError(f"weights {path}: not a safetensors file, or truncated (its header length {n:,} does"
+                             f" not fit in the file's {size:,} bytes)")
+    try:
+        header = json.loads(f.read(n))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise ModelLoadError(f"weights {path}: not a safetensors file (its header is not the JSON index of"
+                             " tensors safetensors writes; corrupted?)") from None
+    needed = 8 + n + max(ends, default=0)
+    if needed > size:
+        raise ModelLoadError(f"weights {path}: truncated: its header describes {needed:,} bytes, the file has"
+                             f" {size:,} (a download or copy cut short?)")
+
+
+def explain_weights_error(path, exc: BaseException) -> Optional[str]:
+    """One line saying why a library could not load weights ``path``, for the errors that mean a bad file (a
+    refused pickle, truncation, a corrupted archive or header, keys that do not fit); None for other errors."""
+    import pickle
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" (it asks for {found.group(1)})" if found else ""
+        return (f"weights {path}: refused: the file holds Python code or objects besides tensors{what}, which"
+                " torch.load(weights_only=True) will not run; evalsuite never executes code from a weights file."
+                " Re-save the state dict (torch.save(model.state_dict(), ...)) or a .safetensors copy from a"
+                " source you trust")
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)):
+        return f"weights {path}: truncated or not a PyTorch checkpoint (the pickle inside ends early or is damaged)"
+    if "PytorchStreamReader" in text or "central directory" in text or "zip archive" in text:
+        return f"weights {path}: truncated or corrupted (its zip archive cannot be read: the file was cut short?)"
+    if type(exc).__name__ == "SafetensorError":
+        return f"weights {path}: not a valid safetensors file ({text[:160]})"
+    mismatch = state_dict_mismatch(str(exc))
+    if mismatch:
+        return f"weights {path}: do not fit the architecture: {mismatch}"
+    return None
+
+
+def state_dict_mismatch(message: str) -> Optional[str]:
+    """torch's multi-line ``Error(s) in loading state_dict`` as one line: counts and the first keys."""
+    if "Error(s) in loading state_dict" not in message:
+        return None
+    missing, unexpected, shapes = [], [], []
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("Missing key(s)"):
+            missing += re.findall(r'"([^"]+)"', line)
+        elif line.startswith("Unexpected key(s)"):
+            unexpected += re.findall(r'"([^"]+)"', line)
+        elif line.startswith("size mismatch for "):
+            shapes.append(line[len("size mismatch for "):].split(":")[0])
+
+    def part(keys: list[str], what: str) -> str:
+        return f"{len(keys)} {what}" + (f" ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else "")
+
+    parts = [part(keys, what) for keys, what in ((missing, "missing key(s)"), (unexpected, "unexpected key(s)"),
+                                                  (shapes, "key(s) of another shape")) if keys]
+    return "; ".join(parts) or " ".join(message.split())[:200]

@@ -85,7 +85,7 @@ def test_remote_code_needs_a_card(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "evaclip_custom", "auto_map": {"AutoConfig": "configuration_evaclip.EvaCLIPConfig",
                                                      "AutoModel": "modeling_evaclip.EvaCLIPModel"}}))
-    with pytest.raises(ModelLoadError, match="trust_remote_code: true"):
+    with pytest.raises(ModelLoadError, match="needs its own modelling code.*--trust-remote-code"):
         evalsuite.load_model(f"hf:{tmp_path}")
 
 
