@@ -32,6 +32,7 @@ from torch import nn
 
 from ..config import from_mapping
 from ..errors import ConfigError, ModelLoadError
+from .weights import check_weights_file, explain_weights_error
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,17 @@ def normalise_keys(keys: list[str]) -> dict[str, str]:
     return mapping
 
 
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool}
+# the dtypes a weights file may hold: the floating-point ones a model is trained and published in. fp8, integer,
+# unsigned and bool tensors would be cast into other numbers without a word (a quantised checkpoint needs its
+# scales), so a file holding one is refused, naming the tensor
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+WEIGHT_DTYPES = tuple(_ST_DTYPES.values())
+
+
+def _dtype_error(path: Path, key: str, dtype) -> ModelLoadError:
+    return ModelLoadError(f"{path}: tensor {key!r} is stored as {dtype}; the native loader reads floating-point"
+                          f" weights ({', '.join(_ST_DTYPES)}) only: fp8, integer and bool tensors would be cast"
+                          " into other numbers")
 
 
 class _SafetensorsReader:
@@ -235,6 +244,9 @@ class _SafetensorsReader:
             size = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(size))
         header.pop("__metadata__", None)
+        for key, entry in header.items():
+            if entry.get("dtype") not in _ST_DTYPES:
+                raise _dtype_error(path, key, entry.get("dtype"))
         self.data_start = 8 + size
         self.entries = header
 
@@ -259,25 +271,30 @@ class _Checkpoint:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        check_weights_file(path)  # empty, truncated, not a checkpoint: one line naming the file, before any read
         if path.suffix == ".safetensors":
             try:
                 self._st = _SafetensorsReader(path)
+            except ModelLoadError:
+                raise
             except Exception as exc:  # noqa: BLE001 - header and I/O errors all mean an unreadable file
-                raise ModelLoadError(f"{path}: cannot read the checkpoint: {type(exc).__name__}: {exc}") from exc
+                raise _read_error(path, exc) from exc
             self._tensors = None
             keys = self._st.keys()
         else:
             self._st = None
             try:
-                obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc):
-                    raise ModelLoadError(f"{path}: cannot read the checkpoint: {exc}") from exc
-                # legacy (non-zip) serialisation cannot be memory-mapped: read it whole, say so
-                log.warning("%s: legacy format, cannot be memory-mapped; reading it whole (more host memory)", path)
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - pickle and zip errors vary; all mean an unreadable file
-                raise ModelLoadError(f"{path}: cannot read the checkpoint: {type(exc).__name__}: {exc}") from exc
+                try:
+                    obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+                except RuntimeError as exc:
+                    if "mmap can only be used" not in str(exc):
+                        raise
+                    # legacy (non-zip) serialisation cannot be memory-mapped: read it whole, say so
+                    log.warning("%s: legacy format, cannot be memory-mapped; reading it whole (more host memory)",
+                                path)
+                    obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - pickle, zip and I/O errors vary; all mean an unreadable file
+                raise _read_error(path, exc) from exc
             self._tensors = _unwrap(obj, path)
             keys = list(self._tensors)
         self.key_map = normalise_keys(keys)
@@ -286,6 +303,12 @@ class _Checkpoint:
         if self._st is not None:
             return self._st.get_tensor(key)
         return self._tensors.pop(key)
+
+
+def _read_error(path: Path, exc: Exception) -> ModelLoadError:
+    reason = explain_weights_error(path, exc)
+    first = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return ModelLoadError(reason or f"{path}: cannot read the checkpoint ({type(exc).__name__}: {first})")
 
 
 _MADV_DONTNEED = 4
@@ -347,6 +370,8 @@ def load_native_weights(model: EvaClip, path: Path, dtype: torch.dtype) -> list[
     converted: dict[str, torch.Tensor] = {}
     for dst in sorted(wanted):
         src_tensor = ckpt.take(by_model_key[dst])
+        if src_tensor.dtype not in WEIGHT_DTYPES:
+            raise _dtype_error(path, by_model_key[dst], src_tensor.dtype)
         want_shape = tuple(expected[dst].shape)
         tensor = src_tensor
         if dst == "visual.pos_embed" and tuple(tensor.shape) != want_shape:

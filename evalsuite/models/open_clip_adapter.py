@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import Optional
 
 import open_clip
 import torch
@@ -12,7 +13,8 @@ import torch
 from ..errors import ModelLoadError
 from .base import ModelAdapter, file_digest
 from .card import WeightsSource
-from .weights import hub_file, hub_offline_mode, open_clip_tag_files, resolve
+from .weights import (check_weights_file, explain_weights_error, hub_file, hub_offline_mode, open_clip_tag_files,
+                      resolve, state_dict_mismatch)
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,13 @@ class OpenClipAdapter(ModelAdapter):
 
     def _build(self) -> torch.nn.Module:
         source = self.weights_source(self.card)
-        model_name, pretrained, hub = self.card.architecture, None, None
+        model_name, pretrained, hub, weights_path = self.card.architecture, None, None, None
         if source.kind in ("package_dir", "local_dir"):
-            model_name = f"local-dir:{_weights_file(source).parent}"
+            weights_path = _weights_file(source)
+            model_name = f"local-dir:{weights_path.parent}"
         elif source.kind == "file":
-            pretrained = str(_weights_file(source))
+            weights_path = _weights_file(source)
+            pretrained = str(weights_path)
         else:  # open_clip_tag: the tag's hub file is put in the hub cache first (weights.hub_file), then open_clip
             pretrained = source.ref
             known = open_clip.list_pretrained_tags_by_model(model_name)
@@ -43,8 +47,10 @@ class OpenClipAdapter(ModelAdapter):
             hub = open_clip_tag_files(model_name, pretrained)
             if hub is not None:  # cached, or downloaded now; else one error at once (no retries on a dead hub)
                 repo, names = hub
-                path = hub_file(repo, names, local_name=f"{repo}/{names[0]}")
-                log.info("weights of %s/%s: %s", model_name, pretrained, path)
+                weights_path = hub_file(repo, names, local_name=f"{repo}/{names[0]}")
+                log.info("weights of %s/%s: %s", model_name, pretrained, weights_path)
+        if weights_path is not None and source.kind != "open_clip_tag":
+            check_weights_file(weights_path)  # a user's file: empty, truncated, not a checkpoint, said in one line
         self.model_name = model_name
         try:
             # require_pretrained: never hand back a randomly initialised model when weights were asked for;
@@ -53,18 +59,11 @@ class OpenClipAdapter(ModelAdapter):
                 model = open_clip.create_model(
                     model_name, pretrained=pretrained, device=self.device, require_pretrained=True
                 )
-        except RuntimeError as exc:
-            if "state_dict" in str(exc) or "size mismatch" in str(exc):
-                raise ModelLoadError(f"weights do not fit architecture {model_name!r}: {exc}") from exc
-            raise ModelLoadError(f"cannot load open_clip model {model_name!r} ({pretrained}): {exc}") from exc
-        except (OSError, ValueError) as exc:
-            hint = (
-                " (the hub is unreachable? download the weights file and pass --weights FILE, or set HF_HOME"
-                " to a cache that holds it)"
-                if source.kind == "open_clip_tag"
-                else ""
-            )
-            raise ModelLoadError(f"cannot load open_clip model {model_name!r}: {exc}{hint}") from exc
+        except Exception as exc:  # noqa: BLE001 - torch, pickle, zip and safetensors each raise their own kinds
+            error = _load_error(exc, model_name, pretrained, weights_path, source.kind)
+            if error is None:
+                raise
+            raise error from exc
         self._tokenizer = open_clip.get_tokenizer(model_name)
         self._preprocess = self._preprocess_cfg(model)
         return model
@@ -105,6 +104,28 @@ class OpenClipAdapter(ModelAdapter):
 
     def _text_tower(self):
         return self.module if hasattr(self.module, "token_embedding") else getattr(self.module, "text", None)
+
+def _load_error(exc: Exception, model_name: str, pretrained, weights_path, kind: str) -> Optional[ModelLoadError]:
+    """One line for a model open_clip could not build with these weights; None for an unexpected error (a bug,
+    shown with its traceback)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    mismatch = state_dict_mismatch(str(exc))
+    if mismatch:
+        return ModelLoadError(f"weights {weights_path or pretrained} do not fit architecture {model_name!r}:"
+                              f" {mismatch}")
+    reason = explain_weights_error(weights_path, exc) if weights_path is not None else None
+    if reason:
+        return ModelLoadError(reason)
+    if isinstance(exc, RuntimeError) and "size mismatch" in str(exc):
+        return ModelLoadError(f"weights {weights_path or pretrained} do not fit architecture {model_name!r}: {first}")
+    if isinstance(exc, RuntimeError):
+        return ModelLoadError(f"cannot load open_clip model {model_name!r} ({pretrained}): {first}")
+    if isinstance(exc, (OSError, ValueError, KeyError, EOFError)):
+        hint = (" (the hub is unreachable? download the weights file and pass --weights FILE, or set HF_HOME"
+                " to a cache that holds it)" if kind == "open_clip_tag" else "")
+        return ModelLoadError(f"cannot load open_clip model {model_name!r}: {first}{hint}")
+    return None
+
 
 def _weights_file(source: WeightsSource) -> Path:
     """The weights file of a local source (a file, or the checkpoint inside an open_clip folder)."""
