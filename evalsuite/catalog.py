@@ -5,10 +5,40 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from .config import SuiteSpec, TaskSpec, load_suite_spec, load_task_spec
 from .errors import ConfigError, UnknownNameError
 from .registry import did_you_mean
 from .resources import task_dirs
+
+# files a run writes beside <task>.csv in the results folder: a task with one of these names (or suffixes) would
+# overwrite them, or be taken for them by the reports
+RESERVED_TASK_NAMES = ("summary", "suites")
+RESERVED_TASK_SUFFIXES = (".predictions", ".errors")
+
+
+def check_task_name(name: str, path: Path) -> None:
+    """ConfigError (file and line of ``name:``) for a task name that would collide with a run's other files or
+    not be a plain file name: ``<name>.csv`` lands in the results folder."""
+    why = None
+    if name in RESERVED_TASK_NAMES:
+        why = f"is reserved: its results file {name}.csv would overwrite the run's {name}.csv"
+    elif name.endswith(RESERVED_TASK_SUFFIXES):
+        base, suffix = name.rsplit(".", 1)
+        why = (f"is reserved: {name}.csv is the name of task {base!r}'s predictions file" if suffix == "predictions"
+               else f"is reserved: names ending in .errors are kept for the runs' error lists ({base}.errors.txt)")
+    elif name.startswith(".") or not name.strip() or any(ch in name for ch in "/\\\0"):
+        why = "is not a plain file name (no leading dot, no path separators): results go to <name>.csv"
+    if why:
+        from .yamlio import load_yaml
+
+        try:
+            line = load_yaml(path).line_of("name")
+        except Exception:  # noqa: BLE001 - the name is wrong either way; the line is a courtesy
+            line = 0
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: task name {name!r} {why}; rename the task (and"
+                          " its file)")
 
 
 @dataclass
@@ -24,6 +54,8 @@ class Catalog:
             for path in sorted(root.rglob("*.yaml")):
                 is_suite = path.parent.name == "suites"
                 spec = load_suite_spec(path) if is_suite else load_task_spec(path)
+                if not is_suite:
+                    check_task_name(spec.name, path)
                 table = suites if is_suite else tasks
                 if spec.name in table:
                     # include paths come first, so a user file shadows a built-in one only if it says so

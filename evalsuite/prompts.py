@@ -56,11 +56,25 @@ class PromptBank:
         return [[t.format(c=c) for t in self.templates] for c in self.classnames]
 
 
-def _find(kind: str, name: str, include_paths) -> Path:
+def check_prompt_name(kind: str, name: str, where: str) -> None:
+    """A prompt file is named, never pathed: no separators, no leading dot (``..``, hidden files), no NUL."""
+    if not name or any(ch in name for ch in "/\\\0") or name.startswith(".") or name != name.strip():
+        raise PromptError(f"{where}: {kind} {name!r} must be a plain file name (no path separators, no leading dot):"
+                          f" prompt files are read only from the prompts/{kind}/ folders")
+
+
+def _find(kind: str, name: str, include_paths, where: str = "") -> Path:
+    """``prompts/<kind>/<name>.yaml`` in the first prompts folder holding it; the file must lie inside that folder
+    (a link leading out of it is refused), so a task can only ever read prompt files."""
+    check_prompt_name(kind, name, where or "task")
     tried = []
     for root in prompt_dirs(include_paths):
-        path = root / kind / f"{name}.yaml"
+        folder = root / kind
+        path = folder / f"{name}.yaml"
         if path.is_file():
+            if not path.resolve().is_relative_to(folder.resolve()):
+                raise PromptError(f"{path}: leads outside {folder} (a link?); prompt files are read only from the"
+                                  " prompts folders")
             return path
         tried.append(str(path))
     raise PromptError(f"no {kind} file {name!r}; looked for: {', '.join(tried)}")
@@ -82,8 +96,8 @@ def load_prompt_bank(spec: TaskSpec, include_paths=()) -> PromptBank:
     """Load and validate the class names and templates a classification-style task names."""
     if not spec.classnames or not spec.templates:
         raise PromptError(f"{spec.file}: task {spec.name!r} needs both 'classnames' and 'templates' keys")
-    names_path = _find("classnames", spec.classnames, include_paths)
-    templ_path = _find("templates", spec.templates, include_paths)
+    names_path = _find("classnames", spec.classnames, include_paths, spec.file)
+    templ_path = _find("templates", spec.templates, include_paths, spec.file)
     names = _load_file(ClassnamesFile, names_path)
     templ = _load_file(TemplatesFile, templ_path)
     shadowed = tuple(str(path) for kind, path in (("classnames", names_path), ("templates", templ_path))
