@@ -193,15 +193,6 @@ def test_the_flag_is_accepted_by_run_and_reaches_the_run_config():
     assert RunConfig(model="m", tasks=["t"]).trust_remote_code is False
 
 
-def test_user_trust_runs_the_folders_code_with_a_warning(empty_hub, tmp_path, caplog):
-    folder, marker = marker_folder(tmp_path)
-    card = resolve_card(f"hf:{folder}", trust_remote_code=True)
-    with pytest.raises(ModelLoadError):  # the folder's code runs (marker) and then the tokenizer is missing
-        load_model(card, "cpu")
-    assert marker.exists()
-    assert "--trust-remote-code: running the modelling code of" in caplog.text
-
-
 def test_unpinned_card_is_refused_before_anything_is_read(empty_hub, tmp_path, capsys):
     inc = tmp_path / "inc"
     pinned_card(inc, revision="")
@@ -304,9 +295,14 @@ PINNED_SCENARIOS = r"""
 import json, sys
 from pathlib import Path
 import torch
+from evalsuite.errors import ModelLoadError
 from evalsuite.models.loading import load_model, resolve_card
-inc, snapshot, folder = sys.argv[1:4]
+inc, snapshot, folder, flagged = sys.argv[1:5]
 out = {}
+try:  # --trust-remote-code: the folder's own code runs (then its missing tokenizer stops the load)
+    load_model(resolve_card("hf:" + flagged, trust_remote_code=True), "cpu")
+except ModelLoadError as exc:
+    out["flagged"] = str(exc)
 for label, model, weights in [("repo", "hf:acme/remote-clip", None), ("snapshot", "hf:" + snapshot, None),
                               ("weights", "hf:acme/remote-clip", folder)]:
     m = load_model(resolve_card(model, weights, [Path(inc)]), "cpu")
@@ -316,21 +312,25 @@ print(json.dumps(out))
 """
 
 
-def test_pinned_code_runs_and_weights_override_keeps_it(tmp_path):
+def test_pinned_code_runs_user_trust_runs_any_and_weights_override_keeps_the_pin(tmp_path):
     hub, inc = tmp_path / "hub", tmp_path / "inc"
     pinned_card(inc)
     pinned_marker = tmp_path / "pinned-code-ran"
     snapshot = fake_snapshot(hub, REPO_ID, PIN, {**code_files(pinned_marker), **tokenizer_files(),
                                                  "model.safetensors": weights_bytes(scale=1.0)})
     folder, folder_marker = marker_folder(tmp_path)
+    flagged, flagged_marker = marker_folder(tmp_path, "flagged")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+    # the copies transformers makes of remote code go to tmp_path, not the user's ~/.cache/huggingface/modules
     env.update(HF_HUB_CACHE=str(hub), HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", PINNED_SCENARIOS, str(inc), str(snapshot), str(folder)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", PINNED_SCENARIOS, str(inc), str(snapshot), str(folder),
+                           str(flagged)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert pinned_marker.exists()  # the pinned commit's code ran ...
     assert not folder_marker.exists()  # ... and never the --weights folder's
+    assert flagged_marker.exists() and "--trust-remote-code: running the modelling code of" in proc.stderr
+    assert "tokenizer" in out.pop("flagged")
     assert {v["class"] for v in out.values()} == {"XModel"}
     assert out["repo"]["w00"] == 1.0 and out["snapshot"]["w00"] == 1.0  # the pinned repo's weights
     assert out["weights"]["w00"] == 2.0  # --weights: the folder's tensors in the pinned code's model
