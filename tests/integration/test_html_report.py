@@ -184,9 +184,10 @@ def test_report_on_user_defined_tasks_only_and_names_are_escaped(tmp_path, capsy
 
 
 def _chromium() -> str:
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install"
-                                                                   " playwright; the dev extra has it)")
-    del playwright
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:  # absent, or a broken install
+        pytest.skip(f"playwright cannot be imported ({exc}); pip install playwright (the dev extra has it)")
     path = os.environ.get("EVALSUITE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
         pytest.skip("no chromium executable (Debian: apt-get install chromium; or set EVALSUITE_CHROMIUM)")
@@ -194,9 +195,9 @@ def _chromium() -> str:
 
 
 def test_leaderboard_in_headless_chromium(site, tmp_path):
+    executable = _chromium()  # skips without playwright or chromium, before importing playwright
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
     with sync_playwright() as p:
         try:
             browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
