@@ -50,7 +50,8 @@ class Runner:
         # before any data is read or any weights are loaded
         specs = self.catalog.select(config.tasks)
         self.tasks: list[Task] = [build_task(s, config.include_paths) for s in specs]
-        self.card: ModelCard = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch)
+        self.card: ModelCard = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch,
+                                            trust_remote_code=config.trust_remote_code)
         require_optional(ADAPTER_EXTRAS.get(self.card.adapter))
         from .models.loading import ADAPTERS
 

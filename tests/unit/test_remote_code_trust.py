@@ -334,3 +334,14 @@ def test_pinned_code_runs_user_trust_runs_any_and_weights_override_keeps_the_pin
     assert {v["class"] for v in out.values()} == {"XModel"}
     assert out["repo"]["w00"] == 1.0 and out["snapshot"]["w00"] == 1.0  # the pinned repo's weights
     assert out["weights"]["w00"] == 2.0  # --weights: the folder's tensors in the pinned code's model
+
+
+def test_the_flag_reaches_the_loader_through_the_cli(tmp_path):
+    """`evalsuite run --trust-remote-code` runs a folder's own code (the runner passes the flag to resolve_card)."""
+    folder, marker = marker_folder(tmp_path)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", "--model", f"hf:{folder}", "--trust-remote-code",
+                           "--tasks", "demo_shapes", "--output-dir", str(tmp_path / "out"), "--workers", "0",
+                           "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300)
+    assert marker.exists(), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
