@@ -53,6 +53,10 @@ def _tolerance(text: str) -> float:
     return value
 
 
+EXPORT_OUT = {"csv": Path("results/leaderboard.csv"), "json": Path("results/leaderboard.json"),
+              "model-index": Path("results/model-index.yaml")}  # export --format -> default --out
+
+
 def _task_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -161,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="leaderboard CSV across runs (and a long-format twin)")
     exp.add_argument("--runs", type=Path, nargs="+", required=True)
-    exp.add_argument("--out", type=Path, default=Path("results/leaderboard.csv"))
+    exp.add_argument("--format", choices=tuple(EXPORT_OUT), default="csv",
+                     help="csv: display leaderboard + _long.csv twin (default); json: one object per model with"
+                          " every task and suite value, protocol and counts; model-index: Hugging Face model card"
+                          " metadata (YAML)")
+    exp.add_argument("--out", type=Path, default=None,
+                     help="output file (default by format: " + ", ".join(map(str, EXPORT_OUT.values())) + ")")
     exp.add_argument("--plot", type=Path,
                      help="PNG of the 27-dataset average against parameter count beside the papers' points (a run"
                           " lacking some of the 27 is drawn as the mean of those it has, labelled partial: N of 27)")
@@ -359,11 +368,19 @@ def cmd_export(args) -> int:
     runs = [run for folder in args.runs for run in load_runs(folder, set(catalog.tasks))]
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
-    display, long_format = leaderboard(runs, catalog, params)
-    atomic_write_text(args.out, display)
-    long_path = args.out.with_name(args.out.stem + "_long.csv")
-    atomic_write_text(long_path, long_format)
-    print(f"{len(runs)} run(s) -> {args.out} (display) and {long_path} (long)")
+    args.out = args.out or EXPORT_OUT[args.format]
+    if args.format == "csv":
+        display, long_format = leaderboard(runs, catalog, params)
+        atomic_write_text(args.out, display)
+        long_path = args.out.with_name(args.out.stem + "_long.csv")
+        atomic_write_text(long_path, long_format)
+        print(f"{len(runs)} run(s) -> {args.out} (display) and {long_path} (long)")
+    else:
+        from .exports import json_text, model_index_text
+
+        text = json_text(runs, catalog, params) if args.format == "json" else model_index_text(runs, catalog)
+        atomic_write_text(args.out, text)
+        print(f"{len(runs)} run(s) -> {args.out} ({args.format})")
     if args.plot:
         from .plots import plot_scaling
 

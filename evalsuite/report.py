@@ -388,41 +388,68 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
 # leaderboard
 
 
-def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]) -> tuple[str, str]:
-    """(display CSV, long CSV). Display: one row per (model, run), suites first then per-task primary metrics in
-    paper order, percent with 2 decimals, and a last ``flags`` column naming the tasks whose sample count is not the
-    protocol's or partial (``imagenet1k:fewer(1000/50000)``). Long: model, run, column, metric, value (fraction,
-    full precision), partial, count_status (a suite's: ``ok`` or its odd members), num_samples,
-    expected_num_samples."""
+def leaderboard_columns(runs: list[ModelRun], catalog: Catalog) -> tuple[list[str], list[str]]:
+    """(suites, tasks) of the leaderboard: the EVA suites, then every other suite (but ``all``) some run holds
+    whole; the EVA tasks in paper order, then every other task the runs hold."""
     suites = [s for s in SUITES_FIRST if s in catalog.suites]
+    held = [set(r.tasks) for r in runs]
+    suites += [s for s in sorted(catalog.suites) if s not in suites and s != "all" and catalog.suite_members(s)
+               and any(set(catalog.suite_members(s)) <= h for h in held)]
     tasks = [t for s in ("eva_cls27", "eva_video", "eva_retrieval") if s in catalog.suites
              for t in catalog.suite_members(s)]
-    extra = sorted({t for r in runs for t in r.tasks} - set(tasks))
-    tasks += extra
+    tasks += sorted({t for r in runs for t in r.tasks} - set(tasks))
+    return suites, tasks
+
+
+def _pct(value: Optional[float]) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]) -> tuple[str, str]:
+    """(display CSV, long CSV). Display: one row per (model, run), suites first then per-task primary metrics in
+    paper order, percent with 2 decimals, a ``flags`` column naming the tasks whose sample count is not the
+    protocol's or partial (``imagenet1k:fewer(1000/50000)``), ``partial`` (true when any shown result is), then
+    per task ``<task> ci_low``, ``<task> ci_high`` (the primary metric's 95% bootstrap interval, percent),
+    ``<task> num_samples``, ``<task> count_status`` and per suite ``<suite> count_status`` (``ok`` or its odd
+    members). Long: model, run, column, metric, value (fraction, full precision), partial, count_status (a
+    suite's: ``ok`` or its odd members), num_samples, expected_num_samples, ci_low, ci_high (fractions)."""
+    suites, tasks = leaderboard_columns(runs, catalog)
     display, long_rows = io.StringIO(), io.StringIO()
     d, lw = csv.writer(display, lineterminator="\n"), csv.writer(long_rows, lineterminator="\n")
-    d.writerow(["model", "run", "params_millions"] + suites + tasks + ["flags"])
+    details = [f"{t} {c}" for t in tasks for c in ("ci_low", "ci_high", "num_samples", "count_status")]
+    d.writerow(["model", "run", "params_millions"] + suites + tasks + ["flags", "partial"] + details
+               + [f"{s} count_status" for s in suites])
     lw.writerow(["model", "run", "column", "metric", "value", "partial", "count_status", "num_samples",
-                 "expected_num_samples"])
+                 "expected_num_samples", "ci_low", "ci_high"])
     for run in runs:
-        values = []
+        values, suite_status, partial = [], [], False
         for s in suites:
             members = catalog.suite_members(s)
             v = suite_value(run, members)
             values.append(v)
+            suite_status.append("")
             if v is not None:
                 by_task = {m: run.row(m) for m in members}
-                partial = any(is_partial(r) for r in by_task.values())
-                lw.writerow([run.model, str(run.folder), f"suite:{s}", "mean_primary", repr(v), str(partial).lower(),
-                             suite_count_status(members, by_task), "", ""])
+                suite_partial = any(is_partial(r) for r in by_task.values())
+                suite_status[-1] = suite_count_status(members, by_task)
+                lw.writerow([run.model, str(run.folder), f"suite:{s}", "mean_primary", repr(v),
+                             str(suite_partial).lower(), suite_status[-1], "", "", "", ""])
+        detail_cells = []
         for t in tasks:
             row = run.row(t)
             values.append(row["value"] if row else None)
-            if row:
-                lw.writerow([run.model, str(run.folder), t, row["metric"], repr(row["value"]),
-                             str(is_partial(row)).lower(), row["count_status"], row["num_samples"],
-                             "" if row["expected_num_samples"] is None else row["expected_num_samples"]])
+            if not row:
+                detail_cells += ["", "", "", ""]
+                continue
+            partial = partial or is_partial(row)
+            detail_cells += [_pct(row["ci_low"]), _pct(row["ci_high"]), str(row["num_samples"]), row["count_status"]]
+            lw.writerow([run.model, str(run.folder), t, row["metric"], repr(row["value"]),
+                         str(is_partial(row)).lower(), row["count_status"], row["num_samples"],
+                         "" if row["expected_num_samples"] is None else row["expected_num_samples"],
+                         "" if row["ci_low"] is None else repr(row["ci_low"]),
+                         "" if row["ci_high"] is None else repr(row["ci_high"])])
         p = params.get(run.model)
         d.writerow([run.model, str(run.folder), "" if p is None else f"{p:g}"]
-                   + ["" if v is None else f"{100 * v:.2f}" for v in values] + [" ".join(run.flags(tasks))])
+                   + [_pct(v) for v in values] + [" ".join(run.flags(tasks)), str(partial).lower()]
+                   + detail_cells + suite_status)
     return display.getvalue(), long_rows.getvalue()
