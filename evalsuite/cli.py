@@ -188,6 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reference-file", type=Path, help="another reference table CSV (default: the papers')")
     rep.add_argument("--include-path", type=Path, action="append", default=[])
 
+    cmp = sub.add_parser("compare", help="paired bootstrap comparison of two runs on the same samples: per task and"
+                                         " suite B - A with interval and p-value; exit 4 with --fail-if-worse",
+                         epilog="example: evalsuite compare results/base/demo-clip results/new/demo-clip"
+                                " --fail-if-worse 0.5")
+    cmp.add_argument("run_a", type=Path, metavar="RUN_A", help="results/<model>/ of the baseline")
+    cmp.add_argument("run_b", type=Path, metavar="RUN_B", help="results/<model>/ of the candidate")
+    cmp.add_argument("--tasks", type=_task_list, default=None,
+                     help="comma-separated task names (default: every task both runs hold)")
+    cmp.add_argument("--iterations", type=_int_in(1, 1_000_000), default=10_000,
+                     help="bootstrap resamples (1-1000000, default 10000)")
+    cmp.add_argument("--seed", type=_int_in(0, 2**62), default=0, help="bootstrap seed (default 0)")
+    cmp.add_argument("--fail-if-worse", type=_tolerance, metavar="PP",
+                     help="exit 4 when B is below A by more than PP percentage points with the 95%% interval"
+                          " entirely below 0, on any task or suite (default: never)")
+    cmp.add_argument("--out", type=Path, help="also write the comparison as CSV (fractions, full precision)")
+    cmp.add_argument("--include-path", type=Path, action="append", default=[])
+
     val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
     val.add_argument("--tasks", type=_task_list, default=None, help="selectors as for run (default: every task)")
     val.add_argument("--include-path", type=Path, action="append", default=[])
@@ -404,6 +421,33 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .bootstrap import BootstrapConfig
+    from .catalog import Catalog
+    from .compare import compare_runs, comparison_csv, format_table, regression_message
+    from .errors import RegressionError
+    from .report import load_runs
+
+    catalog = Catalog.load(args.include_path)
+    runs = []
+    for side, folder in (("A", args.run_a), ("B", args.run_b)):
+        found = load_runs(folder, set(catalog.tasks))
+        if len(found) != 1:
+            raise UserInputError(f"compare: RUN_{side} {folder} holds {len(found)} model folders"
+                                 f" ({', '.join(r.folder.name for r in found)}); give one results/<model>/ folder")
+        runs += found
+    suites = {s: catalog.suite_members(s) for s in catalog.suites if s != "all"}
+    comparison = compare_runs(runs[0], runs[1], suites, BootstrapConfig(args.iterations, args.seed), args.tasks)
+    print(format_table(comparison, args.fail_if_worse), end="")
+    if args.out:
+        from .results import atomic_write_text
+
+        atomic_write_text(args.out, comparison_csv(comparison, args.fail_if_worse))
+    if args.fail_if_worse is not None and comparison.worse(args.fail_if_worse):
+        raise RegressionError(regression_message(comparison, args.fail_if_worse))
+    return 0
+
+
 def _setup_logging(verbose: bool) -> None:
     """evalsuite's own lines at INFO; other libraries (open_clip logs every load step at INFO) at WARNING."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
@@ -419,7 +463,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "prepare": cmd_prepare,
-            "aggregate": cmd_aggregate, "check": cmd_check, "export": cmd_export, "report": cmd_report}
+            "aggregate": cmd_aggregate, "check": cmd_check, "export": cmd_export, "compare": cmd_compare,
+            "report": cmd_report}
 
 
 def _leave_process_group() -> None:
