@@ -3,13 +3,19 @@
 Image features depend on the model, the samples (data identity, ``--limit`` subset) and the resize, never on the
 prompts: a run with new templates re-scores cached features without decoding or encoding an image. Text
 classifiers are cached by model and prompt digest. Keys are fingerprints (invalidation never depends on time);
-files are written atomically (temp file + rename), so a killed run never leaves a truncated entry.
+files are written atomically (temp file + rename), so a killed run never leaves a truncated entry, and two runs
+writing one entry leave one of them whole.
+
+Every entry holds the identity of what it was made for (sample count, digests of the names and labels) and a
+sha256 of its contents, both checked when it is read: a damaged or edited entry logs one warning naming it and is
+computed again (and overwritten), never scored. Labels always come from the dataset listing, never from a cache.
+A cache that cannot be written (read-only, full disk) is one warning; the run goes on with the computed values.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
+import io
 import json
 import logging
 import time
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
-from .atomic import atomic_path
+from .atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from .models.base import ModelAdapter
@@ -43,8 +49,58 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def json_digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
+
+
+def sample_identity(dataset) -> dict:
+    """What an image entry is made for: the sample count and digests of the sample names and labels."""
+    return {"count": len(dataset), "names": json_digest(list(dataset.names)),
+            "labels": json_digest([int(label) for label in dataset.labels])}
+
+
+def labels_of(dataset, kept: list[int]) -> torch.Tensor:
+    """The labels of the kept samples, from the dataset listing (never from a cache entry)."""
+    return torch.tensor([int(dataset.labels[i]) for i in kept], dtype=torch.long)
+
+
+CHECKSUM = "sha256"
+
+
+def payload_digest(payload: dict) -> str:
+    """sha256 over every field but the checksum: tensors by dtype, shape and bytes, the rest as JSON."""
+    h = hashlib.sha256()
+    for name in sorted(k for k in payload if k != CHECKSUM):
+        value = payload[name]
+        h.update(name.encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        else:
+            h.update(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return h.hexdigest()
+
+
+def entry_problem(entry, identity: dict) -> Optional[str]:
+    """Why a loaded entry must not be used (None: it verifies)."""
+    if not isinstance(entry, dict):
+        return "is not a cache entry"
+    if CHECKSUM not in entry or "identity" not in entry:
+        return "has no checksum (written by an older evalsuite)"
+    if entry[CHECKSUM] != payload_digest(entry):
+        return "does not match its checksum (changed after it was written)"
+    if entry["identity"] != identity:
+        return f"was made for other samples ({entry['identity']}, these are {identity})"
+    return None
+
+
+def warn_unwritable(what: str, path: Path, exc: OSError) -> None:
+    log.warning("%s %s not written (%s); the run goes on with the computed values", what, path, exc)
+
+
 class FeatureCache:
-    """``<root>/features/<kind>/<key>.pt`` files."""
+    """``<root>/features/<kind>/<key>.pt`` files, each holding its identity and checksum."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "features"
@@ -55,19 +111,34 @@ class FeatureCache:
     def has(self, kind: str, key: str) -> bool:
         return self._path(kind, key).is_file()
 
-    def load(self, kind: str, key: str) -> Optional[dict]:
+    def load(self, kind: str, key: str, identity: dict,
+             check: Optional[Callable[[dict], Optional[str]]] = None) -> Optional[dict]:
+        """The entry if present and verified (checksum, ``identity``, then ``check``), else None: a damaged entry
+        logs one warning and the caller computes it again."""
         path = self._path(kind, key)
         if not path.is_file():
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            entry = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a damaged entry is recomputed, and says so
-            log.warning("feature cache entry %s unreadable (%s); recomputing", path, exc)
+            log.warning("feature cache entry %s unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
             return None
+        problem = entry_problem(entry, identity) or (check(entry) if check is not None else None)
+        if problem:
+            log.warning("feature cache entry %s %s; recomputing", path, problem)
+            return None
+        return entry
 
-    def save(self, kind: str, key: str, payload: dict) -> None:
-        with atomic_path(self._path(kind, key)) as tmp:
-            torch.save(payload, tmp)
+    def save(self, kind: str, key: str, payload: dict, identity: dict) -> None:
+        """Write the entry with its identity and checksum; a write that fails is a warning, never an error."""
+        entry = {**payload, "identity": identity}
+        entry[CHECKSUM] = payload_digest(entry)
+        buffer = io.BytesIO()  # serialised first: torch.save's own file writer turns ENOSPC into RuntimeError
+        torch.save(entry, buffer)
+        try:
+            atomic_write_bytes(self._path(kind, key), buffer.getbuffer())
+        except OSError as exc:
+            warn_unwritable("feature cache entry", self._path(kind, key), exc)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -101,63 +172,91 @@ def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Opti
                   loaders: Optional["LoaderPool"] = None, on_images_read: Optional[Callable[[], None]] = None,
                   ) -> EncodedImages:
     """Decode and encode every sample; under torchrun each rank takes a strided shard and the shards are
-    gathered back into sample order, so every rank ends with the same result as a single process.
+    gathered back into sample order, so every rank ends with the same result as a single process (and with the
+    same error, when one rank's shard fails).
 
-    ``pixels`` (``--cache-pixels``): a pixel cache and the key of this dataset's entry; when the entry exists the
-    uint8 pixels are read from it (no decoding), else a single-process run stores them while encoding.
-    ``loaders`` may hold this dataset's loader already running; ``on_images_read`` is called once every image has
-    been decoded (the runner then starts the next image set's loader).
+    ``pixels`` (``--cache-pixels``): a pixel cache and the key of this dataset's entry; when the entry exists and
+    verifies, the uint8 pixels are read from it (no decoding, every row checked as it is read), else a
+    single-process run stores them while encoding. ``loaders`` may hold this dataset's loader already running;
+    ``on_images_read`` is called once every image has been decoded (the runner then starts the next image set's
+    loader).
     """
+    start = time.perf_counter()
+    merged = _from_pixel_cache(model, dataset, batch_size, desc, progress, pixels, on_images_read) if pixels else None
+    if merged is None:
+        merged = _from_loader(model, dataset, batch_size, workers, desc, progress, pixels, loaders, on_images_read)
+    kept, features, failures = merged
+    return EncodedImages(features, labels_of(dataset, kept), kept, failures, time.perf_counter() - start)
+
+
+def _from_pixel_cache(model: "ModelAdapter", dataset, batch_size: int, desc: str, progress: bool,
+                      pixels: tuple["PixelCache", str], on_images_read: Optional[Callable[[], None]]):
+    """(kept, features, failures) encoded from a verified pixel-cache entry; None (on every rank alike) when
+    there is none or a row turns out damaged."""
+    from tqdm import tqdm
+
+    from .distributed import all_agree, gather_shards, is_writer, shard
+    from .pixel_cache import DamagedEntry
+
+    cache, key = pixels
+    cached = cache.load(key, sample_identity(dataset), dataset.transform.spec.size)
+    if not all_agree(cached is not None):
+        return None
+    log.info("%s: pixels from the pixel cache (%d images, no decoding)", desc, len(cached.kept))
+    if on_images_read is not None:
+        on_images_read()
+    rows = shard(len(cached.kept))
+
+    def encode():
+        try:
+            features = [encode_with_backoff(model, batch) for batch in
+                        tqdm(cached.batches(rows, batch_size), desc=desc, disable=not progress, leave=False)]
+        except DamagedEntry as exc:
+            log.warning("pixel cache entry %s: %s; decoding again", cached.path, exc)
+            return None
+        failures = cached.failures if is_writer() else []  # the entry's failures, counted once
+        return [cached.kept[r] for r in rows], torch.cat(features) if features else torch.empty(0, 0), failures
+
+    return gather_shards(encode)
+
+
+def _from_loader(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str, progress: bool,
+                 pixels: Optional[tuple["PixelCache", str]], loaders: Optional["LoaderPool"],
+                 on_images_read: Optional[Callable[[], None]]):
+    """(kept, features, failures) decoded by the loader; a single process fills the pixel-cache entry too."""
     from tqdm import tqdm
 
     from .data.loader import LoaderPool
-    from .distributed import gather_shards, rank_and_size, shard
+    from .distributed import gather_shards, rank_and_size
 
-    distributed = rank_and_size()[1] > 1
-    start = time.perf_counter()
-    cached = pixels[0].load(pixels[1]) if pixels is not None else None
+    part, to_global = shard_of(dataset)
+    iterator, total = (loaders or LoaderPool(batch_size, workers, model.device)).take(part)
+    batches = _announce_last(iterator, total, on_images_read)
     writer = None
-    if cached is not None:
-        log.info("%s: pixels from the pixel cache (%d images, no decoding)", desc, len(cached.kept))
-        rows = shard(len(cached.kept)) if distributed else list(range(len(cached.kept)))
-        own_failures = cached.failures if rank_and_size()[0] == 0 else []
-        batches = iter([(None, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), own_failures)])
-        batches = itertools.chain(batches, cached.batches(rows, batch_size))
-        to_global = None
-        if on_images_read is not None:
-            on_images_read()
-    else:
-        part, to_global = shard_of(dataset)
-        iterator, total = (loaders or LoaderPool(batch_size, workers, model.device)).take(part)
-        batches = _announce_last(iterator, total, on_images_read)
-        if pixels is not None and not distributed:  # shards of one entry would need a cross-rank writer
-            writer = pixels[0].writer(pixels[1], len(dataset), dataset.transform.spec.size)
-    features, labels, kept, failures = [], [], [], []
-    try:
-        for batch, batch_labels, indices, failed in tqdm(batches, desc=desc, disable=not progress, leave=False):
-            failures += [(to_global[i] if to_global else i, msg) for i, msg in failed]
-            if batch is None:
-                continue
-            if isinstance(batch, list):  # JPEGs left for the device's decoder
-                batch = dataset.transform.finish(batch, model.device)
+    if pixels is not None and rank_and_size()[1] == 1:  # shards of one entry would need a cross-rank writer
+        writer = pixels[0].writer(pixels[1], len(dataset), dataset.transform.spec.size, sample_identity(dataset))
+
+    def encode():
+        features, kept, failures = [], [], []
+        try:
+            for batch, _, indices, failed in tqdm(batches, desc=desc, disable=not progress, leave=False):
+                failures += [(to_global[i] if to_global else i, msg) for i, msg in failed]
+                if batch is None:
+                    continue
+                if isinstance(batch, list):  # JPEGs left for the device's decoder
+                    batch = dataset.transform.finish(batch, model.device)
+                if writer is not None:
+                    writer.add(batch, indices)
+                features.append(encode_with_backoff(model, batch))
+                kept += [to_global[i] if to_global else i for i in indices.tolist()]
             if writer is not None:
-                writer.add(batch, batch_labels, indices)
-            features.append(encode_with_backoff(model, batch))
-            labels.append(batch_labels)
-            kept += [to_global[i] if to_global else i for i in indices.tolist()]
-        if writer is not None:
-            writer.commit(failures)
-            writer = None
-    finally:
-        if writer is not None:
-            writer.discard()
-    feats = torch.cat(features) if features else torch.empty(0, 0)
-    labs = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
-    if distributed:
-        kept, feats, labs, messages = gather_shards(kept, feats, labs, failures)
-    else:
-        messages = [msg for _, msg in sorted(failures)]
-    return EncodedImages(feats, labs, kept, messages, time.perf_counter() - start)
+                writer.commit(failures)
+        finally:
+            if writer is not None:
+                writer.discard()  # nothing left to remove after a commit
+        return kept, torch.cat(features) if features else torch.empty(0, 0), failures
+
+    return gather_shards(encode)
 
 
 def shard_of(dataset):
@@ -193,26 +292,40 @@ def _pixel_entry(dataset, ctx, key_parts: dict) -> Optional[tuple["PixelCache", 
     return cache, cache.key(dataset.transform.spec.as_dict(), key_parts)
 
 
+def image_entry_problem(entry: dict, identity: dict) -> Optional[str]:
+    """An images entry whose parts disagree (features per kept sample, every sample kept or failed once)."""
+    features, kept, failures = entry.get("features"), entry.get("kept"), entry.get("failures")
+    if not isinstance(features, torch.Tensor) or not isinstance(kept, list) or not isinstance(failures, list):
+        return "lacks features, kept or failures"
+    if features.ndim != 2 or features.shape[0] != len(kept) or len(kept) + len(failures) != identity["count"]:
+        return f"holds {features.shape[0]} features for {len(kept)} kept and {len(failures)} failed samples"
+    if kept != sorted(set(kept)) or (kept and not 0 <= kept[0] <= kept[-1] < identity["count"]):
+        return "lists kept samples out of order or out of range"
+    return None
+
+
 def cached_image_features(model: "ModelAdapter", dataset, ctx, key_parts: dict, desc: str) -> EncodedImages:
-    """Encoded images from the feature cache when ``ctx.cache_dir`` is set and holds them, else encoded now (and
-    stored). ``key_parts`` must identify the samples; the model fingerprint and the pixel spec (size, resize,
-    interpolation, decoder) are added here."""
-    from .distributed import is_writer
+    """Encoded images from the feature cache when ``ctx.cache_dir`` is set and holds them (verified), else encoded
+    now (and stored). ``key_parts`` must identify the samples; the model fingerprint and the pixel spec (size,
+    resize, interpolation, decoder) are added here."""
+    from .distributed import all_agree, is_writer
 
     cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None and ctx.model_fingerprint else None
     key = _feature_key(dataset, ctx, key_parts)
+    identity = sample_identity(dataset)
     if cache is not None:
-        hit = cache.load("images", key)
-        if hit is not None and len(hit["names"]) == len(dataset.names) and hit["names"] == list(dataset.names):
+        hit = cache.load("images", key, identity, lambda entry: image_entry_problem(entry, identity))
+        if all_agree(hit is not None):  # ranks take the same path: encoding gathers across them
             log.info("%s: image features from the cache (%d samples, no decoding)", desc, len(hit["kept"]))
             if ctx.on_images_read is not None:
                 ctx.on_images_read()
-            return EncodedImages(hit["features"], hit["labels"], hit["kept"], hit["failures"], 0.0, True)
+            return EncodedImages(hit["features"], labels_of(dataset, hit["kept"]), hit["kept"], hit["failures"],
+                                 0.0, True)
     encoded = encode_images(model, dataset, ctx.batch_size, ctx.workers, desc, ctx.progress,
                             _pixel_entry(dataset, ctx, key_parts), ctx.loaders, ctx.on_images_read)
     if cache is not None and is_writer():
-        cache.save("images", key, {"features": encoded.features, "labels": encoded.labels, "kept": encoded.kept,
-                                   "failures": encoded.failures, "names": list(dataset.names)})
+        cache.save("images", key, {"features": encoded.features, "kept": encoded.kept,
+                                   "failures": encoded.failures}, identity)
     return encoded
 
 

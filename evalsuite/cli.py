@@ -61,6 +61,28 @@ def _task_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults; not for switches (True/False), unset options (None) or help that states its own."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, True, False, []) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+EXAMPLES = {
+    "ls": "evalsuite ls tasks --tag eva_cls27",
+    "prepare": "evalsuite prepare cifar10,dtd --data-root /data/eval",
+    "aggregate": "evalsuite aggregate results/EVA-CLIP-8B --reference evaclip18b_paper_2402.04252v1",
+    "check": "evalsuite check results/EVA02-CLIP-B-16 --reference evaclip18b_paper_2402.04252v1",
+    "export": "evalsuite export --runs results --out results/leaderboard.csv",
+    "report": "evalsuite report results --out site/",
+    "compare": "evalsuite compare results/base/demo-clip results/new/demo-clip --fail-if-worse 0.5",
+    "validate": "evalsuite validate --tasks eva_cls27",
+    "run": "evalsuite run --model EVA02-CLIP-B-16 --tasks eva_cls27 --data-root /data",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evalsuite",
@@ -71,24 +93,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="evaluate one model on tasks, suites or tags")
-    run.add_argument("--model", required=True,
+    run = sub.add_parser(
+        "run", help="evaluate one or more models on tasks, suites or tags",
+        epilog="example: evalsuite run --model EVA02-CLIP-B-16 --tasks eva_cls27 --data-root /data  |  replay a run:"
+               " evalsuite run --config results/EVA02-CLIP-B-16/run.json  |  CLIP_benchmark spelling: --model"
+               " ViT-B-32 --pretrained laion2b_s34b_b79k --batch_size 64 --dataset_root /data")
+    run.add_argument("--config", type=Path,
+                     help="a YAML/JSON file of run options under the flags' names (batch_size: 64, tasks: [cifar10],"
+                          " ...), or a results run.json to replay that run; flags given here override it")
+    run.add_argument("--model", action="append", default=None,
                      help="card name (evalsuite ls models), card .yaml path, open_clip:ARCH/TAG, open_clip:ARCH"
-                          " with --weights FILE, local-dir:FOLDER, hf:REPO, or a checkpoint PATH with --arch")
-    run.add_argument("--weights", "--pretrained", dest="weights",
+                          " with --weights FILE, local-dir:FOLDER, hf:REPO, or a checkpoint PATH with --arch;"
+                          " repeat it (or use --models-file) to evaluate several models in turn")
+    run.add_argument("--models-file", type=Path, help="a text file of --model values, one per line (# comments)")
+    run.add_argument("--weights", dest="weights",
                      help="local weights file (overrides the card's sources; see also EVALSUITE_WEIGHTS_DIR)")
+    run.add_argument("--pretrained",
+                     help="CLIP_benchmark's spelling: with --model ARCH an open_clip pretrained tag"
+                          " (= --model open_clip:ARCH/TAG), or a weights file (= --weights)")
     run.add_argument("--arch", help="for --model PATH.pt: a card name or an upstream EVA-CLIP config .json")
     run.add_argument("--trust-remote-code", action="store_true",
                      help="let an hf: model run Python code from a folder or repo that no model card pins (its"
                           " configuration_*.py / modeling_*.py); only for code you have read. Without it, remote"
                           " code runs only from a card's repo at the card's pinned commit")
-    run.add_argument("--tasks", required=True, type=_task_list,
+    run.add_argument("--tasks", type=_task_list,
                      help="comma-separated task names, suites, tag:TAG, globs (imagenet*) or all")
-    run.add_argument("--data-root", type=Path, default=None,
+    run.add_argument("--data-root", "--dataset_root", type=Path, default=None,
                      help="folder holding the datasets (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
-    run.add_argument("--output-dir", type=Path, default=Path("results"), help="results go to OUTPUT_DIR/<model>/")
-    run.add_argument("--batch-size", type=_batch_size, default=256, help="images per batch (1-65536, default 256)")
-    run.add_argument("--workers", type=_workers, default=None,
+    run.add_argument("--output-dir", type=Path, default=Path("results"),
+                     help="results go to OUTPUT_DIR/<model>/ (default results)")
+    run.add_argument("--batch-size", "--batch_size", type=_batch_size, default=256,
+                     help="images per batch (1-65536, default 256)")
+    run.add_argument("--workers", "--num_workers", type=_workers, default=None,
                      help="DataLoader workers (default: CPU count - 1, at most 8)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--nproc-per-node", type=_int_in(1, 1024), default=1,
@@ -208,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check task YAMLs, prompts and suites without loading a model")
     val.add_argument("--tasks", type=_task_list, default=None, help="selectors as for run (default: every task)")
     val.add_argument("--include-path", type=Path, action="append", default=[])
+    for name, command in sub.choices.items():  # defaults shown in every --help, and one example
+        command.formatter_class = DefaultsFormatter
+        command.allow_abbrev = False  # --batch would silently mean --batch-size; a --config must know what was typed
+        command.epilog = command.epilog or f"example: {EXAMPLES[name]}"
     return parser
 
 
@@ -216,52 +256,73 @@ def is_reporting_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+# exit codes from mild to severe: one command over several models exits with the most severe of them
+SEVERITY = {0: 0, 3: 1, 4: 2, 2: 3, 1: 4}
+
+
 def cmd_run(args) -> int:
-    from .config import RunConfig
     from .distributed import init_from_env
-    from .runner import Runner
+    from .run_options import run_configs
 
     if args.nproc_per_node > 1 and "RANK" not in os.environ:
         from .launch import launch
 
         return launch(args.nproc_per_node, args.argv)
     args.device = init_from_env(args.device)  # under torchrun: join the group, one device per rank
-    config = RunConfig(
-        model=args.model, tasks=args.tasks, weights=args.weights, arch=args.arch,
-        data_root=args.data_root or default_data_root(), output_dir=args.output_dir,
-        batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
-        limit=args.limit, transform=args.transform, include_paths=args.include_path, resume=args.resume,
-        bootstrap=args.bootstrap, cache_features=args.cache_features, cache_pixels=args.cache_pixels,
-        decoder=args.decoder, verify_data=args.verify_data, trust_remote_code=args.trust_remote_code,
-        fail_fast=args.fail_fast,
-        progress=args.progress,
-    )
-    runner = Runner(config)
+    configs = run_configs(args, build_parser(), default_data_root())
+    codes, tables = [], []
+    for config in configs:
+        code, table = _run_one(config, several=len(configs) > 1)
+        codes.append(code)
+        tables.append((config.model, table))
+    if len(configs) > 1 and is_reporting_process():
+        for model, table in tables:
+            print(f"\n== {model}\n{table}" if table else f"\n== {model}: no results")
+    return max(codes, key=SEVERITY.__getitem__)
+
+
+def _run_one(config, several: bool) -> tuple[int, str]:
+    """One model's run: (exit code, its table). With several models an error ends that model, not the command."""
+    from .runner import Runner
+
+    runner = None
     try:
+        runner = Runner(config)
         report = runner.run()
-    except EvalsuiteError:
-        if is_reporting_process():
+    except EvalsuiteError as exc:
+        if runner is not None and is_reporting_process() and not several:
             _print_table(runner)
-        raise
-    if is_reporting_process():
+        if not several:
+            raise
+        if is_reporting_process():
+            print(f"evalsuite: error: {config.model}: {exc}", file=sys.stderr)
+        return exc.exit_code, _table_of(runner)
+    if is_reporting_process() and not several:
         print(report.table)
         print(f"\nresults: {report.model_dir}")
-    return 0
+    return 0, report.table
 
 
 def _print_table(runner) -> None:
     """After a partly failed run, still show what was written."""
+    table = _table_of(runner)
+    if table:
+        print(table)
+
+
+def _table_of(runner) -> str:
     from .results import format_table
 
-    summary_path = runner.model_dir / "summary.csv"
-    if summary_path.is_file():
-        import csv
+    summary_path = runner.model_dir / "summary.csv" if runner is not None else None
+    if summary_path is None or not summary_path.is_file():
+        return ""
+    import csv
 
-        with summary_path.open() as f:
-            rows = list(csv.DictReader(f))
-        for r in rows:
-            r["value"], r["partial"] = float(r["value"]), r["partial"] == "true"
-        print(format_table(rows, []))
+    with summary_path.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["value"], r["partial"] = float(r["value"]), r["partial"] == "true"
+    return format_table(rows, [])
 
 
 def cmd_ls(args) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -48,16 +50,61 @@ def shard(n: int) -> list[int]:
     return list(range(rank, n, size))
 
 
-def gather_shards(kept: list[int], features: torch.Tensor, labels: torch.Tensor,
-                  failures: list[tuple[int, str]]) -> tuple[list[int], torch.Tensor, torch.Tensor, list[str]]:
-    """All ranks' (global index, feature, label) and failures, merged in global sample order."""
-    parts: list = [None] * rank_and_size()[1]
-    dist.all_gather_object(parts, (kept, features.cpu(), labels.cpu(), failures))
+def all_ranks(value: Any) -> list:
+    """Every rank's ``value``, in rank order (``[value]`` in one process)."""
+    size = rank_and_size()[1]
+    if size == 1:
+        return [value]
+    parts: list = [None] * size
+    dist.all_gather_object(parts, value)
+    return parts
+
+
+def all_agree(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on every rank: a choice (use a cache entry) that ranks must make
+    together, since one rank taking another path would leave the others waiting in a collective."""
+    return all(all_ranks(bool(flag)))
+
+
+# one rank's shard: (dataset indices of its readable samples, their features, its failures as (index, message))
+Shard = tuple[list[int], torch.Tensor, list[tuple[int, str]]]
+
+
+def gather_shards(encode: Callable[[], Optional[Shard]]) -> Optional[tuple[list[int], torch.Tensor, list[str]]]:
+    """Run this rank's ``encode`` and merge every rank's shard in global sample order: (indices, features,
+    failure messages), the same on every rank.
+
+    Ranks agree on the outcome, so they stay in step for the next task: when ``encode`` raises on any rank, every
+    rank raises (that rank its own error, the others a copy, so a typed error fails the task everywhere alike);
+    when it returns None on any rank (a damaged cache entry), every rank gets None."""
+    try:
+        local: Any = encode()
+    except Exception as exc:  # noqa: BLE001 - handed to the other ranks, then raised here as well
+        if rank_and_size()[1] > 1:
+            all_ranks(_portable(exc))
+        raise
+    parts = all_ranks(local)
+    errors = [p for p in parts if isinstance(p, BaseException)]
+    if errors:
+        raise errors[0]
+    if any(p is None for p in parts):
+        return None
+    return _merge(parts)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling (the typed errors do), else a RuntimeError carrying its message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any unpicklable exception
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _merge(parts: list) -> tuple[list[int], torch.Tensor, list[str]]:
     all_kept = [i for p in parts for i in p[0]]
-    order = sorted(range(len(all_kept)), key=all_kept.__getitem__)
-    non_empty = [p for p in parts if len(p[0])]
-    feats = torch.cat([p[1] for p in non_empty]) if non_empty else features[:0]
-    labs = torch.cat([p[2] for p in non_empty]) if non_empty else labels[:0]
-    index = torch.tensor(order, dtype=torch.long)
-    merged_failures = [msg for _, msg in sorted(f for p in parts for f in p[3])]
-    return [all_kept[i] for i in order], feats[index], labs[index], merged_failures
+    order = torch.tensor(sorted(range(len(all_kept)), key=all_kept.__getitem__), dtype=torch.long)
+    non_empty = [p[1].cpu() for p in parts if len(p[0])]
+    features = torch.cat(non_empty)[order] if non_empty else torch.empty(0, 0)
+    failures = [msg for _, msg in sorted(f for p in parts for f in p[2])]
+    return [all_kept[i] for i in order.tolist()], features, failures

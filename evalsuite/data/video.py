@@ -167,35 +167,67 @@ class CachedFrameLoader:
     """Picklable ``load`` for Samples: the rule's frame from the cache, else decoded and cached. The cache holds
     what the model is fed from: for ``vissl`` the JPEG file vissl would have written (25-60 KB), else a PNG.
 
-    Runs inside DataLoader workers, so decoding is parallel; writes are atomic (temp file + rename), so workers and
-    concurrent runs never see half-written frames; an entry that does not decode is recomputed (with a warning).
+    An entry is ``video-frames/<key[:2]>/<key>.<sha256 of its bytes, 16 hex>.<jpg|png>``: the key names the clip
+    (frame_cache_key), the digest in the name is checked on every read, so a damaged entry (truncated, bit flip;
+    decodable or not) logs one warning, is removed and the clip decoded again. Runs inside DataLoader workers, so
+    decoding is parallel; writes are atomic (temp file + rename) and the name follows from the bytes, so workers
+    and concurrent runs never see half-written or mixed frames. A cache that cannot be written is one warning per
+    loader; the frames are still used.
     """
 
     def __init__(self, rule: str, cache_dir: Optional[Path]) -> None:
         self.rule, self.cache_dir = rule, cache_dir
+        self.writable = True  # false after a failed write: warned once, not retried
 
-    def cached_path(self, video: str) -> Optional[Path]:
+    @property
+    def suffix(self) -> str:
+        return "jpg" if self.rule == "vissl" else "png"
+
+    def entry_place(self, video: str) -> Optional[tuple[Path, str]]:
+        """(folder, key) of the clip's entries; None without a cache."""
         if self.cache_dir is None:
             return None
         key = frame_cache_key(video, self.rule)
-        suffix = "jpg" if self.rule == "vissl" else "png"
-        return self.cache_dir / "video-frames" / key[:2] / f"{key}.{suffix}"
+        return self.cache_dir / "video-frames" / key[:2], key
 
     def _decode(self, data: bytes) -> Image.Image:
         return decode_jpeg_file(data) if self.rule == "vissl" else Image.open(io.BytesIO(data)).convert("RGB")
 
-    def __call__(self, video: str) -> Image.Image:
-        cached = self.cached_path(video)
-        if cached is not None and cached.is_file():
+    def _cached(self, folder: Path, key: str, video: str) -> Optional[Image.Image]:
+        for entry in folder.glob(f"{key}.*.{self.suffix}"):
             try:
-                return self._decode(cached.read_bytes())
+                data = entry.read_bytes()
+                if hashlib.sha256(data).hexdigest()[:16] != entry.name.split(".")[1]:
+                    raise ValueError("its bytes do not match the checksum in its name")
+                return self._decode(data)
             except Exception as exc:  # noqa: BLE001 - a damaged entry: decode the clip again
-                log.warning("frame cache entry %s unreadable (%s: %s); decoding %s again", cached,
+                log.warning("frame cache entry %s unreadable (%s: %s); decoding %s again", entry,
                             type(exc).__name__, exc, video)
-        data, _ = read_frame_bytes(video, self.rule)
-        if cached is not None:
-            with atomic_path(cached) as tmp:
+                try:
+                    entry.unlink(missing_ok=True)
+                except OSError:
+                    pass  # a read-only cache: the entry stays, and is checked (and skipped) again
+        return None
+
+    def _store(self, folder: Path, key: str, data: bytes) -> None:
+        name = f"{key}.{hashlib.sha256(data).hexdigest()[:16]}.{self.suffix}"
+        try:
+            with atomic_path(folder / name) as tmp:
                 Path(tmp).write_bytes(data)
+            (folder / f"{key}.{self.suffix}").unlink(missing_ok=True)  # its entry in the earlier, unchecked naming
+        except OSError as exc:
+            self.writable = False
+            log.warning("frame cache %s not written (%s); frames are decoded without it", folder.parent, exc)
+
+    def __call__(self, video: str) -> Image.Image:
+        place = self.entry_place(video)
+        if place is not None:
+            image = self._cached(*place, video)
+            if image is not None:
+                return image
+        data, _ = read_frame_bytes(video, self.rule)
+        if place is not None and self.writable:
+            self._store(*place, data)
         return self._decode(data)
 
 

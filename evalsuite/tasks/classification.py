@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from typing import TYPE_CHECKING
@@ -37,8 +38,14 @@ def build_classifier(model: "ModelAdapter", prompts: list[list[str]], batch_size
     missing = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in known))
     if missing:
         flat = [p for per_class in missing for p in per_class]
+        start_time = time.perf_counter()
+        logging.getLogger("evalsuite").info("text classifier: %d classes x %d templates, %d prompts to encode (%d"
+                                            " classes known from earlier tasks)", len(prompts), len(prompts[0]),
+                                            len(flat), len(prompts) - len(missing))
         features = torch.cat([model.encode_text(model.tokenize(flat[i:i + batch_size])).cpu()
                               for i in range(0, len(flat), batch_size)])
+        logging.getLogger("evalsuite").info("text classifier: %d prompts in %.1fs", len(flat),
+                                            time.perf_counter() - start_time)
         start = 0
         for per_class in missing:  # classes may have different template counts only across tasks
             known[per_class] = F.normalize(features[start:start + len(per_class)].mean(dim=0), dim=-1)
@@ -94,18 +101,26 @@ class ClassificationTask(Task):
                                     "source": self.spec.as_dict()["source"], **self.reader_identity()}, partial)
 
     def classifier(self, model: "ModelAdapter", ctx: RunContext) -> "torch.Tensor":
-        """The class embeddings, from the feature cache (keyed by model and prompts) when present."""
+        """The class embeddings, from the feature cache (keyed by model and prompts; verified) when present."""
         from ..cache import FeatureCache, cache_key
         from ..distributed import is_writer
 
         cache = FeatureCache(ctx.cache_dir) if ctx.cache_dir is not None and ctx.model_fingerprint else None
         key = cache_key(model=ctx.model_fingerprint, prompts=self.bank.digest, fill="str.format")
-        hit = cache.load("classifiers", key) if cache else None
-        if hit is not None and hit["classifier"].shape[0] == len(self.bank.classnames):
+        count = len(self.bank.classnames)
+        identity = {"count": count, "prompts": self.bank.digest}
+
+        def wrong_shape(entry: dict) -> "str | None":
+            held = entry.get("classifier")
+            fits = getattr(held, "ndim", 0) == 2 and held.shape[0] == count
+            return None if fits else f"holds no ({count}, D) classifier"
+
+        hit = cache.load("classifiers", key, identity, wrong_shape) if cache else None
+        if hit is not None:
             return hit["classifier"]
         classifier = build_classifier(model, self.bank.prompts())
         if cache is not None and is_writer():
-            cache.save("classifiers", key, {"classifier": classifier})
+            cache.save("classifiers", key, {"classifier": classifier}, identity)
         return classifier
 
     def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
