@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import torch
 
 from .atomic import atomic_write_bytes
+from .progress import track
 
 if TYPE_CHECKING:
     from .models.base import ModelAdapter
@@ -168,7 +169,7 @@ def encode_with_backoff(model: "ModelAdapter", pixels: torch.Tensor) -> torch.Te
 
 
 def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str,
-                  progress: bool = False, pixels: Optional[tuple["PixelCache", str]] = None,
+                  progress: str = "off", pixels: Optional[tuple["PixelCache", str]] = None,
                   loaders: Optional["LoaderPool"] = None, on_images_read: Optional[Callable[[], None]] = None,
                   ) -> EncodedImages:
     """Decode and encode every sample; under torchrun each rank takes a strided shard and the shards are
@@ -189,12 +190,10 @@ def encode_images(model: "ModelAdapter", dataset, batch_size: int, workers: Opti
     return EncodedImages(features, labels_of(dataset, kept), kept, failures, time.perf_counter() - start)
 
 
-def _from_pixel_cache(model: "ModelAdapter", dataset, batch_size: int, desc: str, progress: bool,
+def _from_pixel_cache(model: "ModelAdapter", dataset, batch_size: int, desc: str, progress: str,
                       pixels: tuple["PixelCache", str], on_images_read: Optional[Callable[[], None]]):
     """(kept, features, failures) encoded from a verified pixel-cache entry; None (on every rank alike) when
     there is none or a row turns out damaged."""
-    from tqdm import tqdm
-
     from .distributed import all_agree, gather_shards, is_writer, shard
     from .pixel_cache import DamagedEntry
 
@@ -210,7 +209,7 @@ def _from_pixel_cache(model: "ModelAdapter", dataset, batch_size: int, desc: str
     def encode():
         try:
             features = [encode_with_backoff(model, batch) for batch in
-                        tqdm(cached.batches(rows, batch_size), desc=desc, disable=not progress, leave=False)]
+                        track(cached.batches(rows, batch_size), desc, len(rows), progress, count=len)]
         except DamagedEntry as exc:
             log.warning("pixel cache entry %s: %s; decoding again", cached.path, exc)
             return None
@@ -220,12 +219,10 @@ def _from_pixel_cache(model: "ModelAdapter", dataset, batch_size: int, desc: str
     return gather_shards(encode)
 
 
-def _from_loader(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str, progress: bool,
+def _from_loader(model: "ModelAdapter", dataset, batch_size: int, workers: Optional[int], desc: str, progress: str,
                  pixels: Optional[tuple["PixelCache", str]], loaders: Optional["LoaderPool"],
                  on_images_read: Optional[Callable[[], None]]):
     """(kept, features, failures) decoded by the loader; a single process fills the pixel-cache entry too."""
-    from tqdm import tqdm
-
     from .data.loader import LoaderPool
     from .distributed import gather_shards, rank_and_size
 
@@ -239,7 +236,9 @@ def _from_loader(model: "ModelAdapter", dataset, batch_size: int, workers: Optio
     def encode():
         features, kept, failures = [], [], []
         try:
-            for batch, _, indices, failed in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            # counted in samples (readable and not), this rank's share: a bar or timed lines per progress mode
+            for batch, _, indices, failed in track(batches, desc, len(part), progress,
+                                                   count=lambda b: len(b[2]) + len(b[3])):
                 failures += [(to_global[i] if to_global else i, msg) for i, msg in failed]
                 if batch is None:
                     continue

@@ -18,6 +18,7 @@ from .errors import UserInputError, EvalsuiteError, TasksFailedError
 from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
 from .distributed import is_writer
+from .progress import progress_mode
 from .results import (COUNT_MISMATCHES, TaskIdentity, atomic_write_text, check_writable_folder, count_message,
                       format_table, is_done,
                       move_to_history, primary_row, read_task_csv, task_rows, write_run_manifest, write_suites,
@@ -93,7 +94,7 @@ class Runner:
         from .housekeeping import remove_stale_temp_files
         remove_stale_temp_files(default_cache_dir(), self.model_dir)  # killed writes' temp files, by age and owner
         ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
-                         limit=cfg.limit, progress=_want_progress(cfg.progress), log=log,
+                         limit=cfg.limit, progress=progress_mode(cfg.progress), log=log,
                          bootstrap_iterations=cfg.bootstrap, verify_data=cfg.verify_data,
                          cache_dir=default_cache_dir() if cfg.cache_features else None,
                          pixel_cache_dir=default_cache_dir() if cfg.cache_pixels else None, decoder=cfg.decoder,
@@ -316,10 +317,6 @@ def run_log(path: Optional[Path]):
     finally:
         log.removeHandler(handler)
         handler.close()
-
-
-def _want_progress(flag: Optional[bool]) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
 
 
 def _versions() -> dict:

@@ -27,7 +27,7 @@ class RunContext:
     workers: Optional[int] = None
     limit: Optional[int] = None
     resize_mode: Optional[str] = None  # shortest | squash overrides the card's resize; None keeps it
-    progress: bool = False
+    progress: str = "off"  # bar | lines | off (evalsuite/progress.py)
     cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
     pixel_cache_dir: Optional[Path] = None  # --cache-pixels: uint8 pixel cache root (None: off)
     decoder: str = "pil"  # pil (open_clip's transform exactly; the default) | tensor | cuda (data/pixels.py)

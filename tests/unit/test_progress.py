@@ -59,6 +59,20 @@ def test_run_log_and_task_prefixes(tiny_model_dir, tmp_path, capsys):
                  str(tmp_path / "inc"), "--data-root", str(tmp_path), "--output-dir", str(out), "--workers", "0"]) == 0
     err = capsys.readouterr().err
     assert "[1/1] fruit" in err
+    assert "fruit: 4/4 images (100%)" in err  # not a terminal: the timed lines, with the task's total, and a last one
     (folder,) = out.iterdir()
     text = (folder / "run.log").read_text()
     assert "=== evalsuite" in text and "fruit: acc1 =" in text and text[:2] == "20"  # timestamped lines
+
+
+def test_progress_bar_of_a_task_counts_its_images(tiny_model_dir, tmp_path, capsys):
+    from evalsuite.cli import main
+    from helpers import write_class_folders, write_include_task
+
+    write_include_task(tmp_path / "inc", "fruit", ["apple", "pear"])
+    write_class_folders(tmp_path / "fruit", ["apple", "pear"], per_class=3)
+    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "fruit", "--include-path",
+                 str(tmp_path / "inc"), "--data-root", str(tmp_path), "--output-dir", str(tmp_path / "out"),
+                 "--workers", "0", "--progress", "--no-cache-features"]) == 0
+    err = capsys.readouterr().err
+    assert "fruit: 100%" in err and "6/6" in err  # kept when it ends, with the total in images
