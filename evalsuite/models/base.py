@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -64,8 +65,14 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> str:
     Hashing a 33 GB checkpoint would add minutes to every run; any two different trained checkpoints differ in
     their first tensors, so the sampled digest still tells them apart.
     """
-    path = Path(path)
-    size = path.stat().st_size
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _digest(path, stat.st_size, stat.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: Path, size: int, mtime_ns: int, chunk: int) -> str:
+    """Memoised by file identity: a run asks for its weights' digest twice (results folder, model fingerprint)."""
     h = hashlib.sha256(str(size).encode())
     with path.open("rb") as f:
         if size <= 16 * chunk:
