@@ -44,29 +44,37 @@ class RunReport:
 
 
 class Runner:
-    def __init__(self, config: RunConfig, catalog: Optional[Catalog] = None) -> None:
+    def __init__(self, config: RunConfig, catalog: Optional[Catalog] = None, model=None) -> None:
+        """``model``: a ``ModelAdapter`` already built (the Python API's in-memory models); else ``config.model``
+        names the card and the model is loaded when some task needs it."""
         self.config = config
         self.catalog = catalog or Catalog.load(config.include_paths)
         # strict at the edges: every selected task, its prompts and its source arguments are checked here,
         # before any data is read or any weights are loaded
         specs = self.catalog.select(config.tasks)
         self.tasks: list[Task] = [build_task(s, config.include_paths) for s in specs]
-        self.card: ModelCard = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch,
-                                            trust_remote_code=config.trust_remote_code)
-        require_optional(ADAPTER_EXTRAS.get(self.card.adapter))
-        from .models.loading import ADAPTERS
+        if model is not None:
+            self.card: ModelCard = model.card
+            self.adapter_cls = type(model)
+        else:
+            self.card = resolve_card(config.model, config.weights, config.include_paths, arch=config.arch,
+                                     trust_remote_code=config.trust_remote_code)
+            require_optional(ADAPTER_EXTRAS.get(self.card.adapter))
+            from .models.loading import ADAPTERS
 
-        self.model_dir = config.output_dir / results_dirname(
-            self.card, ADAPTERS.get(self.card.adapter).weights_identity(self.card))
-        self._model = None
+            self.adapter_cls = ADAPTERS.get(self.card.adapter)
+        self.model_dir = config.output_dir / results_dirname(self.card, self.adapter_cls.weights_identity(self.card))
+        self._model = model
 
     def model_fingerprint(self) -> str:
         from .models.base import model_fingerprint, resolve_device, resolve_precision
-        from .models.loading import ADAPTERS
 
-        device = resolve_device(self.config.device)
-        precision = resolve_precision(self.card, device, self.config.precision)
-        adapter_cls = ADAPTERS.get(self.card.adapter)
+        if self._model is not None:  # an in-memory model: its own device and precision
+            device, precision = self._model.device, self._model.precision
+        else:
+            device = resolve_device(self.config.device)
+            precision = resolve_precision(self.card, device, self.config.precision)
+        adapter_cls = self.adapter_cls
         self.device, self.precision = device, precision
         if self.config.decoder == "cuda" and device.type != "cuda":
             raise UserInputError(f"--decoder cuda needs a CUDA device (this run uses {device}); use --decoder"
