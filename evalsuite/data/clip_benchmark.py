@@ -11,12 +11,12 @@ import contextlib
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import DownloadingSource, Samples, SourceContext, data_files_under
+from .base import DownloadingSource, LocalArgs, Samples, SourceContext, data_files_under, locate
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ SPOT_CHECKS = 8  # labels read from dataset attributes are verified against __ge
 class ClipBenchmarkArgs:
     dataset: str  # CLIP_benchmark's dataset name (e.g. cifar100, cars, imagenet-a)
     split: str = "test"
-    dir: str = ""  # folder under --data-root; default: the task name
+    dir: str = ""  # folder under --data-root that `prepare` downloads into; default: the task name
+    dirs: list[str] = field(default_factory=list)  # other folder names an existing copy may have
+    download: bool = True  # false where the builder's download is known not to work: `prepare` never tries it
     instructions: str = ""  # extra advice shown when the data is missing or cannot be downloaded
 
 
@@ -96,10 +98,32 @@ class ClipBenchmarkSource(DownloadingSource):
         if not self.args.dataset.strip():
             raise ConfigError(f"{spec.file}: source clip_benchmark needs a non-empty 'dataset'")
 
+    def folder_names(self) -> list[str]:
+        """Folder names a copy is found under: ours (``dir`` or the task name), CLIP_benchmark's own dataset name
+        (``--dataset_root root/{dataset}`` gives ``pets``, ``flowers``, ``cars``, ``imagenet-a``...), then ``dirs``."""
+        return list(dict.fromkeys([self.args.dir or self.spec.name, self.args.dataset, *self.args.dirs]))
+
+    def root(self, data_root: Path) -> Path:
+        """The first ``<data-root>/<name>`` that exists, else --data-root itself when it is named like one (it is
+        the dataset folder), else where `prepare` downloads to."""
+        names = self.folder_names()
+        try:
+            return locate(self.spec, LocalArgs(dirs=names), data_root, lambda d: d.resolve().name in names)
+        except DatasetUnavailableError:
+            return (data_root / names[0]).resolve()
+
+    def fetch(self, ctx: SourceContext) -> None:
+        if not self.args.download:
+            self.samples(ctx)  # present, or the instructions
+            return
+        super().fetch(ctx)
+
     def _advice(self, download: bool = False) -> str:
         extra = f" {self.args.instructions}" if self.args.instructions else ""
         if download:
             return f"Check the network, or put a copy in torchvision's layout there (README, 'Data layout').{extra}"
+        if not self.args.download:
+            return f"Put a copy in CLIP_benchmark's (torchvision's) layout there.{extra}"
         return f"Run `evalsuite prepare {self.spec.name}` to download it through CLIP_benchmark.{extra}"
 
     def _build(self, root: Path, download: bool):
@@ -119,7 +143,9 @@ class ClipBenchmarkSource(DownloadingSource):
     def samples(self, ctx: SourceContext) -> Samples:
         root = self.root(ctx.data_root)
         if not root.is_dir():
-            raise DatasetUnavailableError(f"task {self.spec.name!r}: {root} does not exist. {self._advice()}")
+            looked = ", ".join(str(ctx.data_root / n) for n in self.folder_names())
+            raise DatasetUnavailableError(f"task {self.spec.name!r}: no CLIP_benchmark copy of {self.args.dataset!r}"
+                                          f" in {looked} or {ctx.data_root}. {self._advice()}")
         ds = self._build(root, download=False)
         labels = dataset_labels(ds, f"task {self.spec.name}")
         if labels and max(labels) >= len(ctx.label_keys):
