@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--data-root", type=Path, default=None,
                       help="where datasets live (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
     prep.add_argument("--include-path", type=Path, action="append", default=[])
+    prep.add_argument("--dry-run", action="store_true",
+                      help="print the plan (per task: the source holding the data, else the download or the manual"
+                           " steps) and stop; nothing is fetched or created")
 
     agg = sub.add_parser("aggregate", help="rebuild summary/suite tables from task CSVs; print the paper-style table")
     agg.add_argument("run_dir", type=Path, help="results/<model>/ or a folder of such folders")
@@ -369,17 +372,10 @@ def cmd_validate(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .catalog import Catalog
-    from .errors import TasksFailedError
-    from .prepare import prepare_tasks
+    from .prepare import run_prepare
 
     specs = Catalog.load(args.include_path).select(args.tasks)
-    outcomes = prepare_tasks(specs, args.data_root or default_data_root(), args.include_path)
-    for outcome in outcomes:
-        print(outcome.line(), flush=True)
-    failed = [o.task for o in outcomes if not o.ok]
-    if failed:
-        raise TasksFailedError(f"{len(failed)} of {len(outcomes)} task(s) not ready: {', '.join(failed)}")
-    return 0
+    return run_prepare(specs, args.data_root or default_data_root(), args.include_path, dry_run=args.dry_run)
 
 
 def _references(args):
