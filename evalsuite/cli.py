@@ -338,6 +338,11 @@ def cmd_ls(args) -> int:
             params = f"{card.params_millions:,.0f}M" if card.params_millions else "?"
             source = ", ".join(f"{w.kind}:{w.ref}" for w in card.weights) or "-"
             print(f"{name:<26} {card.adapter:<10} {params:>9}  {source}")
+        from .models.loading import ADAPTERS  # names only: a plugin's module is not imported to list it
+
+        adapters = [n + (f" (plugin {ADAPTERS.plugin_origin(n)})" if ADAPTERS.plugin_origin(n) else "")
+                    for n in ADAPTERS.names()]
+        print(f"\nadapters (a card's adapter:): {', '.join(adapters)}")
         return 0
     from .catalog import Catalog
 
