@@ -6,6 +6,9 @@ Python API (importing evalsuite does not import torch):
     model = evalsuite.load_model("/ckpt/custom.pt", arch="/cfg/custom.json")  # upstream-format config
     feats = model.encode_image(pixels)  # L2-normalised float32; pixels from model.image_transform() (float,
                                         # open_clip's) or model.pixel_transform() (uint8, normalised on device)
+    results = evalsuite.evaluate("EVA02-CLIP-B-16", tasks="eva_cls27", data_root="/data")   # or a model object:
+    results = evalsuite.evaluate(model, tasks="cifar10", preprocess=preprocess, tokenizer=tokenizer)
+    frame = evalsuite.load_results("results")  # pandas: one row per model x task x metric
 """
 
 from __future__ import annotations
@@ -13,6 +16,18 @@ from __future__ import annotations
 from typing import Optional
 
 __version__ = "0.1.0"
+
+# the Python API, imported on first use (``import evalsuite`` stays free of torch, pandas and YAML)
+_API = {"evaluate": "api", "Results": "api", "Preprocessing": "api", "ClipModel": "api", "load_results": "tidy"}
+__all__ = ["load_model", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'evalsuite' has no attribute {name!r}")
 
 
 def load_model(name_or_path: str, *, arch: Optional[str] = None, device: str = "cpu",
