@@ -27,6 +27,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".
 class SourceContext:
     data_root: Path
     label_keys: list[str]  # label key -> class index is the position in this list (from the classnames file)
+    classnames: tuple[str, ...] = ()  # the task's class names in label order, where they differ from the keys
 
 
 def load_image_file(path: str) -> Image.Image:
