@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-
 from pathlib import Path
+from typing import Optional
 
 from .config import SuiteSpec, TaskSpec, load_suite_spec, load_task_spec
 from .errors import ConfigError, UnknownNameError
@@ -67,7 +67,11 @@ class Catalog:
         for name in suites:
             if name in tasks:
                 raise ConfigError(f"{suites[name].file}: suite {name!r} has the same name as a task")
-        return cls(tasks, suites)
+        catalog = cls(tasks, suites)
+        for name, suite in suites.items():
+            if suite.member_metrics:
+                catalog.check_member_metrics(name)
+        return catalog
 
     # ----------------------------------------------------------------------------------------------------------
 
@@ -111,6 +115,21 @@ class Catalog:
                 f" {len(members)}: {', '.join(members)}"
             )
         return members
+
+    def member_metric(self, suite: str, task: str) -> Optional[str]:
+        """The metric ``task`` contributes to ``suite``'s mean: the suite's ``member_metrics`` entry, or None (the
+        task's primary metric)."""
+        return self.suites[suite].member_metrics.get(task)
+
+    def check_member_metrics(self, name: str) -> None:
+        """ConfigError unless every ``member_metrics`` key is a member and its metric one the task computes."""
+        suite, members = self.suites[name], self.suite_members(name)
+        for task, metric in suite.member_metrics.items():
+            if task not in members:
+                raise ConfigError(f"{suite.file}: member_metrics names {task!r}, which is no member of suite {name!r}")
+            if metric not in self.tasks[task].metrics:
+                raise ConfigError(f"{suite.file}: member_metrics {task}: {metric!r} is not among task {task!r}'s"
+                                  f" metrics {self.tasks[task].metrics}")
 
     def select(self, selectors: list[str]) -> list[TaskSpec]:
         """Resolve comma-separated selectors (names, suites, ``tag:X``, globs, ``all``) in order, deduplicated."""

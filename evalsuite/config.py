@@ -165,6 +165,9 @@ class SuiteSpec:
     description: str = ""
     aggregation: str = "mean_primary"
     expected_size: Optional[int] = None
+    # member task -> the metric it contributes instead of its primary metric: a benchmark's own choice (DataComp
+    # scores Flowers-102 by mean per-class recall, EVA by top-1), so the task stays one dataset and one result
+    member_metrics: dict[str, str] = field(default_factory=dict)
     notes: str = ""
     file: str = ""
 

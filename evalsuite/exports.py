@@ -20,7 +20,7 @@ from typing import Optional
 
 from . import __version__
 from .catalog import Catalog
-from .report import ModelRun, count_flag, is_partial
+from .report import ModelRun, count_flag, is_partial, suite_rows, suite_value
 from .results import parse_protocol, suite_count_status
 
 FORMAT_VERSION = 1
@@ -58,8 +58,7 @@ def metric_name(metric: str) -> str:
 
 def run_suites(run: ModelRun, catalog: Catalog) -> list[str]:
     """The catalogue's suites whose members ``run`` all holds (``all`` only when it holds every task)."""
-    return [s for s in sorted(catalog.suites) if catalog.suite_members(s)
-            and all(m in run.tasks for m in catalog.suite_members(s))]
+    return [s for s in sorted(catalog.suites) if suite_value(run, catalog, s) is not None]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ def results_json(runs: list[ModelRun], catalog: Catalog, params: dict[str, float
         suites = {}
         for s in run_suites(run, catalog):
             members = catalog.suite_members(s)
-            by_task = {m: run.row(m) for m in members}
+            by_task = dict(zip(members, suite_rows(run, catalog, s)))
             suites[s] = {"metric": "mean_primary", "value": sum(r["value"] for r in by_task.values()) / len(members),
                          "members": members, "count_status": suite_count_status(members, by_task),
                          "partial": any(is_partial(r) for r in by_task.values()),
@@ -187,7 +186,7 @@ def model_index(runs: list[ModelRun], catalog: Catalog) -> dict:
             if len(types) != 1:
                 continue
             (hf_type, hf_name), = types
-            rows = [run.row(m) for m in members]
+            rows = suite_rows(run, catalog, suite)
             value = sum(r["value"] for r in rows) / len(rows)
             marks = " [some members not on the protocol's full sample sets]" if any(map(_count_note, rows)) else ""
             description = catalog.suites[suite].description or suite

@@ -22,12 +22,11 @@ from typing import Optional
 
 from .catalog import Catalog
 from .errors import UserInputError
-from .reference import ReferenceRow
-from .report import (SUITES_FIRST, Column, ModelRun, _refusal, column_tasks, column_value, is_partial, other_columns,
-                     paper_columns, suite_value)
+from .reference import ReferenceRow, load_layout
+from .report import (Column, ModelRun, _refusal, column_tasks, column_value, is_partial, not_averaged, other_columns,
+                     paper_columns, paper_suites, suite_value, suites_first)
 from .results import COUNT_MISMATCHES
 
-CLS27 = "eva_cls27"
 # colours: within tolerance, beyond it, refused by check; a run's series (colour-blind-safe, Okabe-Ito)
 OK_COLOUR, BAD_COLOUR, REFUSED_COLOUR, BAND_COLOUR = "#009E73", "#D55E00", "#BBBBBB", "#DDEEDD"
 SERIES_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -72,12 +71,12 @@ def primary_columns(runs: list[ModelRun], catalog: Catalog) -> tuple[list[Column
     """(suite columns, task columns) of the primary metrics the runs hold: the paper's suites first, then the other
     suites some run holds completely; tasks in paper order (27 classification, video, retrieval), then the others
     (user-defined tasks, the demo) by name."""
-    paper = [t for s in (CLS27, "eva_video", "eva_retrieval") if s in catalog.suites for t in catalog.suite_members(s)]
+    paper = list(dict.fromkeys(t for s in paper_suites(catalog) for t in catalog.suite_members(s)))
     held = {t for r in runs for t in r.tasks}
     tasks = [t for t in paper if t in held] + sorted(held - set(paper))
-    names = [s for s in SUITES_FIRST if s in catalog.suites]
-    names += [s for s in sorted(catalog.suites) if s not in names and s != "all"]
-    suites = [s for s in names if any(suite_value(r, catalog.suite_members(s)) is not None for r in runs)]
+    names = suites_first(catalog)
+    names += [s for s in sorted(catalog.suites) if s not in names and s not in not_averaged()]
+    suites = [s for s in names if any(suite_value(r, catalog, s) is not None for r in runs)]
     return [Column(f"{s} avg", f"suite:{s}") for s in suites], [Column(t, t) for t in tasks]
 
 
@@ -417,9 +416,10 @@ def scaling_data(runs: list[ModelRun], catalog: Catalog, params: dict[str, float
         from .reference import load_reference
 
         references = load_reference()
-    members = catalog.suite_members(CLS27)
+    suite = load_layout()["report"]["scaling_suite"]
+    members = catalog.suite_members(suite)
     papers = [ScalingPoint(r.model, r.model, params[r.model], r.value, len(members), len(members), r.report)
-              for r in references if r.task == f"suite:{CLS27}" and r.metric == "mean_primary" and r.model in params]
+              for r in references if r.task == f"suite:{suite}" and r.metric == "mean_primary" and r.model in params]
     points, left_out = [], []
     for run, label in zip(runs, run_labels(runs)):
         rows = [run.row(m) for m in members if run.row(m)]

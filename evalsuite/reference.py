@@ -21,28 +21,19 @@ Several reports exist for one model and they disagree (different evaluation runs
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Optional
 
 from .errors import UserInputError
 from .resources import PACKAGE_DIR
+from .yamlio import load_yaml
 
-REFERENCE_FILE = "eva_clip_papers.csv"
-# paper_numbers.yaml model labels -> evalsuite model cards
-MODEL_CARDS = {
-    "EVA01-CLIP-g/14": "EVA01-CLIP-g-14", "EVA01-CLIP-g/14+": "EVA01-CLIP-g-14-plus",
-    "EVA02-CLIP-B/16": "EVA02-CLIP-B-16", "EVA02-CLIP-L/14": "EVA02-CLIP-L-14",
-    "EVA02-CLIP-L/14+ (336px)": "EVA02-CLIP-L-14-336", "EVA02-CLIP-E/14": "EVA02-CLIP-E-14",
-    "EVA02-CLIP-E/14+": "EVA02-CLIP-E-14-plus", "EVA-CLIP-8B": "EVA-CLIP-8B", "EVA-CLIP-8B-448": "EVA-CLIP-8B-448",
-    "EVA-CLIP-18B": "EVA-CLIP-18B",
-}
-# CLIP_benchmark dataset keys (the YAML's) -> evalsuite task names, where they differ
-TASK_NAMES = {"imagenet-a": "imagenet_a", "imagenet-r": "imagenet_r", "cars": "stanford_cars",
-              "flowers": "flowers102", "pets": "oxford_pets"}
-SUITE_KEYS = {"image_classification_avg27_top1": "eva_cls27", "video_avg4": "eva_video",
-              "retrieval_MR": "eva_retrieval", "imagenet_variants_avg6_top1": "imagenet_variants"}
+REFERENCE_FILE = "eva_clip_papers.csv"  # the papers' table; every *.csv beside it is a reference table too
+LAYOUT_FILE = "layout.yaml"  # report layout and the sources' name maps (no suite, task or card name in Python)
 TASK_TOLERANCE_PP, SUITE_TOLERANCE_PP = 0.5, 0.3
 
 
@@ -72,30 +63,11 @@ class ReferenceRow:
 # no EVA source states another evaluation precision (../shared/PROTOCOL.md, "Precision").
 PAPER_DECODER, PAPER_PRECISION = "pil", "amp_fp16"
 
-# Retrieval numbers made with EVA's eval transform (shortest side + centre crop), which evalsuite's retrieval tasks
-# never run: they always squash (Task.fixed_resize), the protocol the 18B paper prescribes for retrieval (its §7:
-# "In the case of zero-shot retrieval tasks, we specifically choose the transformation that involves direct
-# resizing").
-_CROP_RETRIEVAL = {
-    # CLIP_benchmark hands every task, retrieval included, the model's one eval transform, and EVA's is Resize(short
-    # side) + CenterCrop (baaivision/EVA EVA-01/clip/eva_clip.py, EVA-CLIP/rei/eva_clip/transform.py
-    # image_transform(is_train=False)). Consistent with it: the same EVA01-CLIP-g/14 scores 68.5 COCO T2I R@5 there
-    # and 69.1 squashed in the 18B paper's Table 3, the gap Table 14(c) measures between the two transforms.
-    "evaclip_paper_draft_2303.15389": "retrieval made by CLIP_benchmark with EVA's eval transform (shortest side +"
-                                      " centre crop; baaivision/EVA EVA-CLIP/rei/eva_clip/transform.py); evalsuite's"
-                                      " retrieval always squashes (EVA-CLIP-18B paper, section 7)",
-    "eva01_clip_benchmark_md": "retrieval made by CLIP_benchmark with EVA's eval transform (shortest side + centre"
-                               " crop; baaivision/EVA EVA-01/clip/eva_clip.py); evalsuite's retrieval always squashes"
-                               " (EVA-CLIP-18B paper, section 7)",
-    "table14_resize_shortest_center_crop": "EVA-CLIP-18B paper Table 14(c) '*': retrieval with shortest side + centre"
-                                           " crop, an ablation; evalsuite's retrieval always squashes (the paper's"
-                                           " section 7 protocol, its table14_direct_resize_squash report)",
-}
-
-
 def not_reproducible(report: str, section: str) -> str:
-    """Why evalsuite cannot reproduce a report's numbers of ``section``, or ''."""
-    return _CROP_RETRIEVAL.get(report, "") if section == "retrieval" else ""
+    """Why evalsuite cannot reproduce a report's numbers of ``section``, or '' (layout.yaml
+    ``paper_numbers.retrieval_not_reproducible``: retrieval made with EVA's centre-crop transform)."""
+    reasons = load_layout()["paper_numbers"]["retrieval_not_reproducible"]
+    return reasons.get(report, "") if section == "retrieval" else ""
 
 
 def report_transform(report: str, section: str) -> str:
@@ -120,12 +92,14 @@ def _row(card: str, report: str, task: str, metric: str, value: float, tolerance
                         citation)
 
 
-def convert_paper_numbers(data: dict) -> list[ReferenceRow]:
+def convert_paper_numbers(data: dict, layout: Optional[dict] = None) -> list[ReferenceRow]:
     """Every numeric value of paper_numbers.yaml that maps onto a task or suite. Derived numbers the papers did
     not print (``derived_*``) and free-text notes are left out."""
+    names = (layout or load_layout())["paper_numbers"]
+    cards, task_names, suite_keys = names["model_cards"], names["task_names"], names["suite_keys"]
     rows: list[ReferenceRow] = []
     for label, model in data["models"].items():
-        card = MODEL_CARDS[label]
+        card = cards[label]
         for report, content in (model.get("reports") or {}).items():
             citation = str(content.get("source", ""))
             for section, block in content.items():
@@ -135,18 +109,57 @@ def convert_paper_numbers(data: dict) -> list[ReferenceRow]:
                         for metric, value in metrics.items():
                             if isinstance(value, bool) or not isinstance(value, (int, float)):
                                 continue  # a transcriber's remark, not a number
-                            rows.append(_row(card, report, TASK_NAMES.get(dataset, dataset), metric, value,
+                            rows.append(_row(card, report, task_names.get(dataset, dataset), metric, value,
                                              TASK_TOLERANCE_PP, section, video, citation))
-                elif section == "imagenet1k" and isinstance(block, (int, float)):  # a report's single IN-1K figure
-                    rows.append(_row(card, report, "imagenet1k", "acc1", block, TASK_TOLERANCE_PP, "", False,
-                                     citation))
-                elif section in SUITE_KEYS or section == "imagenet_variants_table6a":
+                elif section in names["single_figures"] and isinstance(block, (int, float)):  # e.g. one IN-1K
+                    task, metric = names["single_figures"][section]
+                    rows.append(_row(card, report, task, metric, block, TASK_TOLERANCE_PP, "", False, citation))
+                elif section in suite_keys:
                     value = block.get("avg6_top1", block.get("value")) if isinstance(block, dict) else block
                     if not isinstance(value, (int, float)):
                         continue  # e.g. "NOT REPORTED in this source"
-                    suite = SUITE_KEYS.get(section, "imagenet_variants")
+                    suite = suite_keys[section]
                     rows.append(_row(card, report, f"suite:{suite}", "mean_primary", value, SUITE_TOLERANCE_PP,
-                                     "retrieval" if suite == "eva_retrieval" else "", suite == "eva_video", citation))
+                                     "retrieval" if suite == names["retrieval_suite"] else "",
+                                     suite == names["video_suite"], citation))
+    return rows
+
+
+# open_clip's own measurements follow DataComp's evaluate.py: fp32 (amp=False), the model's open_clip eval
+# transform, open_clip's PIL pipeline
+OPENCLIP_DECODER, OPENCLIP_PRECISION = "pil", "fp32"
+
+
+def convert_openclip_numbers(data: dict, layout: Optional[dict] = None,
+                             transforms: Optional[dict[str, str]] = None) -> list[ReferenceRow]:
+    """Every value of openclip_measured_numbers.yaml that maps onto a task (layout.yaml ``openclip``), in percent.
+    ``transforms``: card -> its resize mode (default: the model cards' ``preprocess.resize_mode``, which is what
+    open_clip's preprocess for the model does). A column the layout neither maps nor leaves out is an error, so a
+    new column cannot be dropped silently."""
+    names = (layout or load_layout())["openclip"]
+    if transforms is None:
+        from .models.card import all_cards
+
+        transforms = {n: c.preprocess.resize_mode for n, c in all_cards().items()}
+    report, skip = names["report"], set(names["left_out"]) | set(names["not_values"])
+    citation = f"{data['_meta']['source']}; DataComp protocol (mlfoundations/datacomp evaluate.py, tasklist.yml)," \
+               " CLIP_benchmark wds copies"
+    rows: list[ReferenceRow] = []
+    for label, model in data["models"].items():
+        card = names["model_cards"][label]
+        columns = [(k, v, names["datasets"]) for k, v in model.items() if k != "retrieval"]
+        columns += [(k, v, names["retrieval"]) for k, v in (model.get("retrieval") or {}).items()]
+        for column, value, mapping in columns:
+            if column in skip:
+                continue
+            if column not in mapping:
+                raise ValueError(f"open_clip column {column!r} ({label}) is neither mapped nor left out in"
+                                 f" {LAYOUT_FILE}")
+            task, metric = mapping[column]
+            retrieval = mapping is names["retrieval"]
+            rows.append(ReferenceRow(card, report, task, metric, round(100 * float(value), 6), TASK_TOLERANCE_PP,
+                                     transforms[card], "", OPENCLIP_DECODER, OPENCLIP_PRECISION,
+                                     names["retrieval_not_reproducible"] if retrieval else "", citation))
     return rows
 
 
@@ -159,13 +172,28 @@ def rows_to_csv(rows: list[ReferenceRow]) -> str:
     return buf.getvalue()
 
 
-def reference_path() -> Path:
-    """The checked-in reference table: results/reference/ in a checkout, or the wheel's packaged copy."""
-    for candidate in (PACKAGE_DIR.parent / "results" / "reference" / REFERENCE_FILE,
-                      PACKAGE_DIR / "_data" / "results" / "reference" / REFERENCE_FILE):
-        if candidate.is_file():
+def reference_dir() -> Path:
+    """results/reference/ in a checkout, or the wheel's packaged copy."""
+    for candidate in (PACKAGE_DIR.parent / "results" / "reference", PACKAGE_DIR / "_data" / "results" / "reference"):
+        if (candidate / REFERENCE_FILE).is_file():
             return candidate
     raise UserInputError(f"reference table {REFERENCE_FILE} not found (results/reference/ in the checkout)")
+
+
+def reference_path() -> Path:
+    """The papers' reference table."""
+    return reference_dir() / REFERENCE_FILE
+
+
+def reference_paths() -> list[Path]:
+    """Every checked-in reference table (one family of reports each: the papers', open_clip's measurements)."""
+    return sorted(reference_dir().glob("*.csv"))
+
+
+@functools.lru_cache(maxsize=1)
+def load_layout() -> dict:
+    """results/reference/layout.yaml: the report layout and the sources' name maps (shared: do not modify)."""
+    return load_yaml(reference_dir() / LAYOUT_FILE)
 
 
 TRANSFORMS = ("shortest", "squash", "best-of-both")
@@ -186,7 +214,21 @@ def _parse_reference_row(raw: dict) -> ReferenceRow:
 
 
 def load_reference(source: str | Path | None = None) -> list[ReferenceRow]:
-    path = Path(source) if source else reference_path()
+    """``source``'s rows, or by default every checked-in table's (a report id may occur in one file only)."""
+    if not source:
+        rows, seen = [], {}
+        for path in reference_paths():
+            table = _load_table(path)
+            for report in {r.report for r in table}:
+                if report in seen:
+                    raise UserInputError(f"{path}: report {report!r} is also in {seen[report]}")
+                seen[report] = path
+            rows += table
+        return rows
+    return _load_table(Path(source))
+
+
+def _load_table(path: Path) -> list[ReferenceRow]:
     if not path.is_file():
         raise UserInputError(f"reference file {path} not found")
     columns = [f.name for f in fields(ReferenceRow)]
@@ -216,13 +258,16 @@ def select_report(rows: list[ReferenceRow], report: str) -> list[ReferenceRow]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """python -m evalsuite.reference PAPER_NUMBERS_YAML OUT_CSV: regenerate the reference table."""
+    """python -m evalsuite.reference [--openclip] SOURCE_YAML OUT_CSV: regenerate a reference table, the papers'
+    from paper_numbers.yaml, or with --openclip open_clip's from openclip_measured_numbers.yaml."""
     import sys
 
     import yaml
 
-    source, out = (argv if argv is not None else sys.argv[1:])
-    rows = convert_paper_numbers(yaml.safe_load(Path(source).read_text(encoding="utf-8")))
+    args = list(argv if argv is not None else sys.argv[1:])
+    convert = convert_openclip_numbers if "--openclip" in args else convert_paper_numbers
+    source, out = [a for a in args if a != "--openclip"]
+    rows = convert(yaml.safe_load(Path(source).read_text(encoding="utf-8")))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(rows_to_csv(rows), encoding="utf-8")
     print(f"{len(rows)} reference rows -> {out}")

@@ -19,7 +19,7 @@ from typing import Optional
 
 from .catalog import Catalog
 from .errors import UserInputError
-from .reference import ReferenceRow
+from .reference import ReferenceRow, load_layout
 from .results import (COUNT_LIMIT, COUNT_MISMATCHES, SUMMARY_COLUMNS, _csv_text, atomic_write_text, count_message,
                       parse_protocol, read_task_csv, suite_count_status, summary_row, write_suites)
 
@@ -27,8 +27,6 @@ log = logging.getLogger("evalsuite.report")
 
 NOT_TASK_CSV = ("summary.csv", "suites.csv")
 HISTORY_DIR = "history"  # earlier results moved aside by a run: never read by reports
-RETRIEVAL_COLUMNS = [f"{d}_retrieval_recall@{k}" for d in ("text", "image") for k in (1, 5, 10)]
-SUITES_FIRST = ["eva_cls27", "imagenet_variants", "eva_video", "eva_retrieval"]
 MARK_COUNT, MARK_PARTIAL = "†", "‡"  # dagger: sample count differs from the protocol's; double: --limit
 
 
@@ -128,13 +126,36 @@ def rebuild_tables(run: ModelRun, catalog: Catalog) -> tuple[list[dict], list[di
     """summary.csv and suites.csv of ``run`` from its task CSVs (those load_runs accepted), with count_status."""
     summary = [summary_row(run.row(task)) for task in sorted(run.tasks)]
     atomic_write_text(run.folder / "summary.csv", _csv_text(SUMMARY_COLUMNS, summary))
-    suites = write_suites(run.folder, {s: catalog.suite_members(s) for s in catalog.suites}, summary)
+    # members a suite averages by another metric than their primary (None: the run lacks that metric)
+    other = {s: {t: (summary_row(r) if (r := run.row(t, m)) else None) for t, m in spec.member_metrics.items()}
+             for s, spec in catalog.suites.items() if spec.member_metrics}
+    suites = write_suites(run.folder, {s: catalog.suite_members(s) for s in catalog.suites}, summary, other)
     return summary, suites
 
 
-def suite_value(run: ModelRun, members: list[str]) -> Optional[float]:
-    rows = [run.row(m) for m in members]
-    return None if any(r is None for r in rows) else sum(r["value"] for r in rows) / len(rows)
+def suites_first(catalog: Catalog) -> list[str]:
+    """The suites leaderboards and plots show first (results/reference/layout.yaml), those the catalogue has."""
+    return [s for s in load_layout()["report"]["suites_first"] if s in catalog.suites]
+
+
+def not_averaged() -> list[str]:
+    """Suites whose mean no table or plot shows (results/reference/layout.yaml)."""
+    return load_layout()["report"]["not_averaged"]
+
+
+def paper_suites(catalog: Catalog) -> list[str]:
+    """The suites of the paper-style table, in its order, those the catalogue has."""
+    return [g["suite"] for g in load_layout()["report"]["paper_table"] if g["suite"] in catalog.suites]
+
+
+def suite_rows(run: ModelRun, catalog: Catalog, suite: str) -> list[Optional[dict]]:
+    """Per member, the row the suite averages: the suite's ``member_metrics`` metric, else the primary one."""
+    return [run.row(m, catalog.member_metric(suite, m)) for m in catalog.suite_members(suite)]
+
+
+def suite_value(run: ModelRun, catalog: Catalog, suite: str) -> Optional[float]:
+    rows = suite_rows(run, catalog, suite)
+    return None if not rows or any(r is None for r in rows) else sum(r["value"] for r in rows) / len(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -149,11 +170,19 @@ class Column:
 
 
 def paper_columns(catalog: Catalog) -> list[Column]:
-    cols = [Column(t, t) for t in catalog.suite_members("eva_cls27")] + [Column("avg27", "suite:eva_cls27")]
-    cols += [Column(t, t) for t in catalog.suite_members("eva_video")] + [Column("video avg", "suite:eva_video")]
-    for task in catalog.suite_members("eva_retrieval"):
-        cols += [Column(f"{task} {m.replace('_retrieval_recall@', ' R@')}", task, m) for m in RETRIEVAL_COLUMNS]
-    return cols + [Column("MR", "suite:eva_retrieval")]
+    """The paper-style layout (results/reference/layout.yaml ``report.paper_table``): per group its suite's
+    members (one column per listed metric, else the primary one), then the suite's average."""
+    cols = []
+    for group in load_layout()["report"]["paper_table"]:
+        suite = group["suite"]
+        if suite not in catalog.suites:
+            continue
+        for task in catalog.suite_members(suite):
+            metrics = group.get("metrics")
+            cols += ([Column(f"{task} {m.replace('_retrieval_recall@', ' R@')}", task, m) for m in metrics]
+                     if metrics else [Column(task, task, catalog.member_metric(suite, task))])
+        cols.append(Column(group["average"], f"suite:{suite}"))
+    return cols
 
 
 def other_columns(runs: list[ModelRun], catalog: Catalog) -> list[Column]:
@@ -161,8 +190,8 @@ def other_columns(runs: list[ModelRun], catalog: Catalog) -> list[Column]:
     the other suites whose members they all hold."""
     shown = {t for c in paper_columns(catalog) for t in column_tasks(c, catalog)}
     tasks = sorted({t for run in runs for t in run.tasks} - shown)
-    paper_suites = {c.task[6:] for c in paper_columns(catalog) if c.task.startswith("suite:")}
-    suites = [s for s in sorted(catalog.suites) if s not in paper_suites and s != "all"
+    in_paper = {c.task[6:] for c in paper_columns(catalog) if c.task.startswith("suite:")}
+    suites = [s for s in sorted(catalog.suites) if s not in in_paper and s not in not_averaged()
               and set(catalog.suite_members(s)) <= set(tasks)]
     return [Column(t, t) for t in tasks] + [Column(f"{s} avg", f"suite:{s}") for s in suites]
 
@@ -175,7 +204,7 @@ def column_tasks(col: Column, catalog: Catalog) -> list[str]:
 def column_value(run: ModelRun, col: Column, catalog: Catalog) -> Optional[float]:
     """Percent, or None when the run lacks it."""
     if col.task.startswith("suite:"):
-        value = suite_value(run, catalog.suite_members(col.task[6:]))
+        value = suite_value(run, catalog, col.task[6:])
     else:
         row = run.row(col.task, col.metric)
         value = row["value"] if row else None
@@ -339,8 +368,7 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
     report = CheckReport()
     for ref in (r for r in refs if r.model == model):
         if ref.is_suite:
-            members = catalog.suite_members(ref.task[6:])
-            rows = [run.row(m) for m in members]
+            rows = suite_rows(run, catalog, ref.task[6:])
             if any(r is None for r in rows):
                 report.not_run += 1
                 continue
@@ -391,12 +419,12 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
 def leaderboard_columns(runs: list[ModelRun], catalog: Catalog) -> tuple[list[str], list[str]]:
     """(suites, tasks) of the leaderboard: the EVA suites, then every other suite (but ``all``) some run holds
     whole; the EVA tasks in paper order, then every other task the runs hold."""
-    suites = [s for s in SUITES_FIRST if s in catalog.suites]
+    suites = suites_first(catalog)
     held = [set(r.tasks) for r in runs]
-    suites += [s for s in sorted(catalog.suites) if s not in suites and s != "all" and catalog.suite_members(s)
+    suites += [s for s in sorted(catalog.suites) if s not in suites and s not in not_averaged()
+               and catalog.suite_members(s)
                and any(set(catalog.suite_members(s)) <= h for h in held)]
-    tasks = [t for s in ("eva_cls27", "eva_video", "eva_retrieval") if s in catalog.suites
-             for t in catalog.suite_members(s)]
+    tasks = list(dict.fromkeys(t for s in paper_suites(catalog) for t in catalog.suite_members(s)))
     tasks += sorted({t for r in runs for t in r.tasks} - set(tasks))
     return suites, tasks
 
@@ -425,11 +453,11 @@ def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]
         values, suite_status, partial = [], [], False
         for s in suites:
             members = catalog.suite_members(s)
-            v = suite_value(run, members)
+            v = suite_value(run, catalog, s)
             values.append(v)
             suite_status.append("")
             if v is not None:
-                by_task = {m: run.row(m) for m in members}
+                by_task = dict(zip(members, suite_rows(run, catalog, s)))
                 suite_partial = any(is_partial(r) for r in by_task.values())
                 suite_status[-1] = suite_count_status(members, by_task)
                 lw.writerow([run.model, str(run.folder), f"suite:{s}", "mean_primary", repr(v),

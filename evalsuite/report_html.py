@@ -24,9 +24,9 @@ from typing import Optional
 
 from . import __version__
 from .catalog import Catalog
-from .reference import ReferenceRow
+from .reference import ReferenceRow, load_layout
 from .report import (MARK_COUNT, MARK_PARTIAL, Column, ModelRun, _refusal, column_tasks, count_flag,
-                     is_partial, suite_value)
+                     is_partial, suite_rows, suite_value)
 from .results import COUNT_MISMATCHES, atomic_write_text, check_writable_folder, count_message, suite_count_status
 
 log = logging.getLogger("evalsuite.report_html")
@@ -132,14 +132,14 @@ def _task_cell(run: ModelRun, col: Column, catalog: Catalog, refs, tolerance) ->
 def _suite_cell(run: ModelRun, col: Column, catalog: Catalog, refs, tolerance) -> Cell:
     name = col.task[6:]
     members = catalog.suite_members(name)
-    value = suite_value(run, members)
+    value = suite_value(run, catalog, name)
     have = [m for m in members if run.row(m)]
     if value is None:
         title = (f"{name}: incomplete, {len(have)} of {len(members)} member tasks (no average)" if have
                  else f"{name}: no member task in this run")
         return Cell("–", None, title, ["empty"])
     value *= 100
-    by_task = {m: run.row(m) for m in members}
+    by_task = dict(zip(members, suite_rows(run, catalog, name)))
     parts = [f"{name}: mean of {len(members)} primary metrics = {value:.2f}%",
              f"count_status {suite_count_status(members, by_task)}"
              + ("; a member is partial (--limit)" if any(is_partial(r) for r in by_task.values()) else "")]
@@ -414,7 +414,8 @@ def build_site(runs: list[ModelRun], catalog: Catalog, out: Path, refs: Optional
             plot_runs(runs, catalog, out / "runs.png")
             images.append(out / "runs.png")
             index_images.append(("runs.png", "The runs side by side"))
-        members = set(catalog.suite_members("eva_cls27")) if "eva_cls27" in catalog.suites else set()
+        scaling = load_layout()["report"]["scaling_suite"]
+        members = set(catalog.suite_members(scaling)) if scaling in catalog.suites else set()
         if params is not None and any(set(r.tasks) & members for r in runs):
             data = plot_scaling(runs, catalog, params, out / "scaling.png", references_all)
             images.append(out / "scaling.png")

@@ -338,12 +338,15 @@ def write_summary(model_dir: Path, task_names: list[str], model_fingerprint: str
     return summary
 
 
-def write_suites(model_dir: Path, suites: dict[str, list[str]], summary: list[dict]) -> list[dict]:
-    """suites.csv: the unweighted mean of the members' primary metrics, for suites whose members all ran."""
-    by_task = {r["task"]: r for r in summary}
+def write_suites(model_dir: Path, suites: dict[str, list[str]], summary: list[dict],
+                 member_rows: Optional[dict[str, dict[str, dict]]] = None) -> list[dict]:
+    """suites.csv: the unweighted mean of the members' primary metrics, for suites whose members all ran.
+    ``member_rows[suite][task]``: a summary-style row of the metric a suite's ``member_metrics`` names instead
+    (None: not computed, so the suite is left out rather than averaged over the primary metric)."""
     rows = []
     for suite, members in suites.items():
-        if not members or not all(m in by_task for m in members):
+        by_task = {r["task"]: r for r in summary} | (member_rows or {}).get(suite, {})
+        if not members or not all(by_task.get(m) is not None for m in members):
             continue
         values = [by_task[m]["value"] for m in members]
         rows.append({"suite": suite, "value": sum(values) / len(values), "num_tasks": len(members),

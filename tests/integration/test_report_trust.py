@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from evalsuite.cli import main
-from evalsuite.reference import load_reference
+from evalsuite.reference import load_reference, reference_path
 from evalsuite.results import TASK_COLUMNS
 
 from test_reporting import CATALOG, REPORT, check, write_synthetic_run
@@ -92,7 +92,7 @@ def test_check_refuses_more_samples_than_the_protocol(tmp_path, capsys):
 
 
 def test_reference_rows_say_what_protocol_they_assume():
-    rows = load_reference()
+    rows = load_reference(reference_path())  # the papers' table (open_clip's measurements are fp32)
     assert {(r.decoder, r.precision) for r in rows} == {("pil", "amp_fp16")}
 
 
@@ -178,7 +178,7 @@ def test_a_breach_in_one_run_wins_over_refusals_in_another(tmp_path, capsys):
 
 
 def test_no_reference_row_assumes_a_retrieval_transform_evalsuite_cannot_run():
-    retrieval = [r for r in load_reference()
+    retrieval = [r for r in load_reference(reference_path())
                  if r.task == "suite:eva_retrieval" or (not r.is_suite and CATALOG.tasks[r.task].type
                                                         == "zeroshot_retrieval")]
     assert retrieval
