@@ -65,6 +65,7 @@ class Runner:
             self.adapter_cls = ADAPTERS.get(self.card.adapter)
         self.model_dir = config.output_dir / results_dirname(self.card, self.adapter_cls.weights_identity(self.card))
         self._model = model
+        self.encoder = None  # the run's Encoder (set in run)
 
     def model_fingerprint(self) -> str:
         from .models.base import model_fingerprint, resolve_device, resolve_precision
@@ -90,6 +91,10 @@ class Runner:
                      self._model.precision, self._model.fingerprint())
         return self._model
 
+    def _preprocess_description(self) -> Optional[dict]:
+        known = self.encoder.known_preprocess() if self.encoder is not None else None
+        return known if known is not None else asdict_or_none(self.card.preprocess)
+
     def run(self) -> RunReport:
         report = RunReport(self.model_dir)
         if is_writer():  # before any data is listed or weights load: a result that cannot be saved is not computed
@@ -101,14 +106,10 @@ class Runner:
         cfg = self.config
         from .housekeeping import remove_stale_temp_files
         remove_stale_temp_files(default_cache_dir(), self.model_dir)  # killed writes' temp files, by age and owner
-        ctx = RunContext(data_root=cfg.data_root, batch_size=cfg.batch_size, workers=cfg.workers,
-                         limit=cfg.limit, progress=progress_mode(cfg.progress), log=log,
-                         bootstrap_iterations=cfg.bootstrap, verify_data=cfg.verify_data,
-                         cache_dir=default_cache_dir() if cfg.cache_features else None,
-                         pixel_cache_dir=default_cache_dir() if cfg.cache_pixels else None, decoder=cfg.decoder,
+        ctx = RunContext(data_root=cfg.data_root, limit=cfg.limit, log=log, bootstrap_iterations=cfg.bootstrap,
+                         verify_data=cfg.verify_data,
                          resize_mode=cfg.transform if cfg.transform in ("shortest", "squash") else None)
         model_fp = self.model_fingerprint()
-        ctx.model_fingerprint = model_fp
         self.task_fingerprints = {}
         pending = []
         for task in self.tasks:
@@ -124,20 +125,29 @@ class Runner:
                 self._reflag_skipped(task, path, report)
             else:
                 pending.append(task)
-        model = self._load_model() if pending else None  # once; a model that cannot load stops the run (exit 2)
-        if model is not None:
-            from .data.loader import LoaderPool
+        from .encoding.encoder import Encoder, EncoderSettings, ModelLoadFailed
 
-            ctx.loaders = LoaderPool(cfg.batch_size, cfg.workers, model.device)
-            self._plan = [(task, mode) for task in pending for mode in self._resize_modes(task)]
-            self._start_loading(*self._plan[0], ctx)  # decodes while the first classifier is built
-        try:
+        settings = EncoderSettings(cfg.batch_size, cfg.workers, progress_mode(cfg.progress), cfg.decoder,
+                                   default_cache_dir() if cfg.cache_features else None,
+                                   default_cache_dir() if cfg.cache_pixels else None)
+        self.encoder = Encoder(settings, model_fp, self.device, self._load_model, self._model)
+        # every evaluation of the run (best-of-both: two per task) with its inputs, so the Encoder can decode
+        # each image set while the one before it is scored and written
+        plan = [(task, mode, task.inputs(replace(ctx, resize_mode=mode) if mode else ctx))
+                for task in pending for mode in self._resize_modes(task)]
+        try:  # a model that cannot load stops the run (exit 2), it is no task's failure
+            self.encoder.plan([inputs.images for _, _, inputs in plan])
             for number, task in enumerate(pending, start=1):
                 log.info("[%d/%d] %s", number, len(pending), task.name)
-                self._run_task(task, model, ctx, model_fp, report)
+                evaluations = [(mode, inputs) for t, mode, inputs in plan if t is task]
+                self._run_task(task, evaluations, ctx, model_fp, report)
+        except ModelLoadFailed as exc:
+            raise exc.error from None
         finally:
-            if ctx.loaders is not None:
-                ctx.loaders.close()
+            self.encoder.close()
+        if pending and not self.encoder.loaded:
+            log.info("model %s not loaded: every image feature, classifier and caption was in the feature cache",
+                     self.card.name)
         report.table = self._write_aggregates(model_fp, report)
         if report.failed or report.flagged:
             parts = [f"failed: {', '.join(report.failed)}"] if report.failed else []
@@ -160,8 +170,8 @@ class Runner:
             report.flagged[task.name] = "; ".join(reasons) + " (from the earlier run)"
             log.warning("%s: %s", task.name, report.flagged[task.name])
 
-    def _run_task(self, task: Task, model, ctx: RunContext, model_fp: str, report: RunReport) -> None:
-        result = self._attempt(task, report, lambda: self._evaluate(task, model, ctx))
+    def _run_task(self, task: Task, evaluations: list, ctx: RunContext, model_fp: str, report: RunReport) -> None:
+        result = self._attempt(task, report, lambda: self._evaluate(task, evaluations, ctx))
         if result is None:
             return
         ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
@@ -188,42 +198,22 @@ class Runner:
             report.transforms[task.name] = {"chosen": result.transform, **result.alternatives}
 
     def _resize_modes(self, task: Task) -> list[Optional[str]]:
-        """The resize modes ``_evaluate`` runs a task with (None: the context's own)."""
+        """The resize modes a task is evaluated with (None: the context's own)."""
         if self.config.transform != "best-of-both" or task.fixed_resize is not None:
             return [None]
         return ["shortest", "squash"]
 
-    def _with_prefetch(self, ctx: RunContext, task: Task, mode: Optional[str]) -> RunContext:
-        """``ctx`` for one evaluation of ``task``, set to start the next image set's loader once this one's
-        images are decoded."""
-        position = next(i for i, (t, m) in enumerate(self._plan) if t is task and m == mode)
-        following = self._plan[position + 1] if position + 1 < len(self._plan) else None
-        ctx = replace(ctx, resize_mode=mode) if mode is not None else ctx
-        if following is None:
-            return replace(ctx, on_images_read=None)
-        return replace(ctx, on_images_read=lambda: self._start_loading(*following, ctx))
-
-    def _start_loading(self, task: Task, mode: Optional[str], ctx: RunContext) -> None:
-        from .cache import start_loading
-
-        try:
-            images = task.image_input(self._model, replace(ctx, resize_mode=mode) if mode is not None else ctx)
-            if images is not None:
-                start_loading(images.dataset, ctx, images.key_parts)
-        except Exception as exc:  # noqa: BLE001 - only a head start: the task reports its own error when it runs
-            log.debug("%s: not started ahead (%s: %s)", task.name, type(exc).__name__, exc)
-
-    def _evaluate(self, task: Task, model, ctx: RunContext):
+    def _evaluate(self, task: Task, evaluations: list, ctx: RunContext):
         """One evaluation, or with --transform best-of-both one per resize, keeping the better primary metric
         per task (the EVA-CLIP-18B paper's Table 2 protocol) and recording which won."""
-        modes = self._resize_modes(task)
         # what a reference number must have been made under to be comparable with this one
-        facts = {"decoder": ctx.decoder, "precision": model.precision_mode, **task.protocol_facts()}
-        if modes == [None]:
-            result = task.evaluate(model, self._with_prefetch(ctx, task, None))
+        facts = {"decoder": self.config.decoder, "precision": self.precision, **task.protocol_facts()}
+        results = {mode: task.evaluate(self.encoder, replace(ctx, resize_mode=mode) if mode else ctx, inputs)
+                   for mode, inputs in evaluations}
+        if list(results) == [None]:
+            result = results[None]
             result.protocol = {"transform": result.transform, **facts}
             return result
-        results = {mode: task.evaluate(model, self._with_prefetch(ctx, task, mode)) for mode in modes}
         primary = task.spec.primary_metric
         best = max(results, key=lambda mode: results[mode].metrics[primary])  # a tie keeps shortest (EVA's own)
         chosen = results[best]
@@ -234,7 +224,8 @@ class Runner:
         return chosen
 
     def _attempt(self, task: Task, report: RunReport, step):
-        """Run one step of a task; a typed error fails that task only (unless --fail-fast)."""
+        """Run one step of a task; a typed error fails that task only (unless --fail-fast). A model that cannot
+        load (``ModelLoadFailed``, not an EvalsuiteError) goes through: it stops the run."""
         try:
             return step() or True
         except EvalsuiteError as exc:
@@ -280,7 +271,8 @@ class Runner:
             "load_notes": getattr(self._model, "load_notes", []),
             "device": str(self.device),
             "precision": self.precision,
-            "preprocess": self._model.preprocess_description() if self._model else asdict_or_none(self.card.preprocess),
+            "preprocess": self._preprocess_description(),
+            "model_loaded": self._model is not None,
             "tasks": {t.name: {"version": t.spec.version, "fingerprint": self.task_fingerprints.get(t.name),
                                "prompt_digest": getattr(getattr(t, "bank", None), "digest", None),
                                "data_root": t.data_root, "data_identity": t.data_identity,
@@ -290,7 +282,7 @@ class Runner:
             "best_of_both": report.transforms,
             "history": report.history,  # earlier results (other fingerprints) moved aside by this run
             # the image batch actually encoded at once (lower than --batch-size after a CUDA out-of-memory)
-            "image_batch_limit": getattr(self._model, "image_batch_limit", None) or self.config.batch_size,
+            "image_batch_limit": self.encoder.image_batch_limit if self.encoder else self.config.batch_size,
             "done": report.done, "skipped": report.skipped, "failed": report.failed, "flagged": report.flagged,
             "versions": _versions(),
         })

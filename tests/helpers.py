@@ -76,3 +76,10 @@ def write_fake_mnist(root: Path, labels: list[int], seed: int = 0) -> Path:
 # Exit code of a run of a catalogue task on a stand-in smaller than its expected_num_samples (count_status=fewer:
 # the run is flagged, its results written).
 FEWER_THAN_EXPECTED = 3
+
+
+def encoder_for(model, batch_size: int = 256, workers: int = 0):
+    """An Encoder around a loaded model (no caches), for tests that evaluate one task directly."""
+    from evalsuite.encoding.encoder import Encoder, EncoderSettings
+
+    return Encoder.for_model(model, EncoderSettings(batch_size=batch_size, workers=workers))

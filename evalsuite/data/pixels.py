@@ -23,11 +23,13 @@ pinned stack (torch 2.14.1); they are still present and tested here. Revisit whe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..errors import UserInputError
 
 DECODERS = ("pil", "tensor", "cuda")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -44,6 +46,17 @@ class PixelSpec:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_preprocess(cls, preprocess: dict, resize_mode: Optional[str] = None, decoder: str = "pil") -> "PixelSpec":
+        """The spec of a model's preprocessing description (size, resize_mode, interpolation); ``resize_mode``
+        overrides its resize (``--transform``)."""
+        size = preprocess["size"]
+        if isinstance(size, (list, tuple)):
+            if len(set(size)) != 1:
+                raise UserInputError(f"non-square input size {size} is not supported")
+            size = size[0]
+        return cls(int(size), resize_mode or preprocess["resize_mode"], preprocess["interpolation"], decoder)
 
 
 @dataclass(frozen=True)

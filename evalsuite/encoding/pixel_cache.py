@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from .atomic import FILE_MODE, atomic_write_bytes, new_temp_file
+from ..atomic import FILE_MODE, atomic_write_bytes, new_temp_file
 
 log = logging.getLogger(__name__)
 

@@ -116,9 +116,6 @@ class ModelAdapter(ABC):
         self.channels_last = device.type == "cuda" and _has_conv_stages(self.module)
         if self.channels_last:  # convolutional towers (ConvNeXt, ResNet) run faster in NHWC on CUDA
             self.module.to(memory_format=torch.channels_last)
-        self.image_batch_limit: Optional[int] = None  # lowered on CUDA out-of-memory (cache.encode_with_backoff)
-        self.oom_logged = False
-        self.class_embeddings: dict = {}  # class prompts -> embedding, shared by the tasks of a run
         self.truncate_text = False
         self.truncate_text = self._truncation_is_exact()
 
@@ -160,13 +157,10 @@ class ModelAdapter(ABC):
         """What the uint8 pixels of this model depend on (size, resize, interpolation, decoder)."""
         from ..data.pixels import PixelSpec
 
-        p = self.preprocess_description()
-        size = p["size"]
-        if isinstance(size, (list, tuple)):
-            if len(set(size)) != 1:
-                raise UserInputError(f"model {self.name}: non-square input size {size} is not supported")
-            size = size[0]
-        return PixelSpec(int(size), resize_mode or p["resize_mode"], p["interpolation"], decoder)
+        try:
+            return PixelSpec.from_preprocess(self.preprocess_description(), resize_mode, decoder)
+        except UserInputError as exc:
+            raise UserInputError(f"model {self.name}: {exc}") from None
 
     def pixel_transform(self, resize_mode: str | None = None, decoder: str = "pil") -> Callable:
         """PIL image or image file -> uint8 pixels at the input size; ``encode_image`` normalises them on the

@@ -5,50 +5,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..config import TaskSpec
 from ..data import SOURCES
 from ..errors import ConfigError, DatasetUnavailableError
 
 if TYPE_CHECKING:
-    from ..data.base import SampleDataset, Samples, SourceContext
-    from ..data.loader import LoaderPool
-    from ..models.base import ModelAdapter
+    from ..data.base import Samples, SourceContext
+    from ..encoding import Encoded, Encoder, TaskInputs
 
 
 @dataclass
 class RunContext:
+    """What a task needs to find and score its data (how features are made is the Encoder's business)."""
+
     data_root: Path
-    batch_size: int = 256
-    workers: Optional[int] = None
     limit: Optional[int] = None
-    resize_mode: Optional[str] = None  # shortest | squash overrides the card's resize; None keeps it
-    progress: str = "off"  # bar | lines | off (evalsuite/progress.py)
-    cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
-    pixel_cache_dir: Optional[Path] = None  # --cache-pixels: uint8 pixel cache root (None: off)
-    decoder: str = "pil"  # pil (open_clip's transform exactly; the default) | tensor | cuda (data/pixels.py)
-    loaders: Optional["LoaderPool"] = None  # loaders started ahead of their task (set by the runner)
-    on_images_read: Optional[Callable[[], None]] = None  # called when a task's images are all decoded
-    model_fingerprint: str = ""  # set by the runner; part of every feature-cache key
+    resize_mode: Optional[str] = None  # shortest | squash overrides the model's resize; None keeps it
     verify_data: bool = False  # --verify-data: the data identity hashes file contents instead of size + mtime
     bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
     bootstrap_seed: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
-
-
-@dataclass
-class ImageInput:
-    """The images a task encodes: the dataset (uint8 pixel transform attached) and what identifies its samples
-    for the feature cache."""
-
-    dataset: "SampleDataset"
-    key_parts: dict
-    partial: bool = False
-    samples: Any = None  # the (possibly --limit subset) listing, for tasks that need more than images
 
 
 @dataclass
@@ -164,9 +146,20 @@ class Task(ABC):
         self.data_identity = samples.identity(ctx.verify_data)
         self.data_root = samples.root
 
-    def image_input(self, model: "ModelAdapter", ctx: RunContext) -> Optional[ImageInput]:
-        """The images ``evaluate`` will encode under ``ctx`` (the runner starts decoding them ahead of time)."""
-        return None
+    @abstractmethod
+    def inputs(self, ctx: RunContext) -> "TaskInputs":
+        """What to encode under ``ctx`` (images, a classifier's prompts, captions); needs ``prepare()``."""
 
     @abstractmethod
-    def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult: ...
+    def score(self, inputs: "TaskInputs", encoded: "Encoded", ctx: RunContext) -> TaskResult:
+        """Metrics (and counts, intervals, predictions) from the features of ``inputs``."""
+
+    def evaluate(self, encoder: "Encoder", ctx: RunContext, inputs: Optional["TaskInputs"] = None) -> TaskResult:
+        """``inputs`` -> the Encoder's features -> ``score``; ``seconds`` covers all of it."""
+        start = time.perf_counter()
+        if self.data_identity is None:
+            self.prepare(ctx)
+        inputs = inputs if inputs is not None else self.inputs(ctx)
+        result = self.score(inputs, encoder.encode(inputs), ctx)
+        result.seconds = time.perf_counter() - start
+        return result

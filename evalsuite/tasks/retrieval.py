@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING
 
+from ..encoding.requests import Encoded, ImageRequest, TaskInputs, TextRequest
 from ..errors import ConfigError, DatasetUnavailableError
 from ..results import COUNT_MISMATCHES, count_status
-from .base import ImageInput, RunContext, Task, TaskResult
+from .base import RunContext, Task, TaskResult
 from .classification import subset_indices
 
 if TYPE_CHECKING:
     from ..data.captions import CaptionedSamples
-    from ..models.base import ModelAdapter
 
 RECALL = re.compile(r"^(image|text)_retrieval_recall@(\d+)$")
-TEXT_BATCH = 1024
 SCORE_BLOCK = 512  # queries scored at once: memory is a few SCORE_BLOCK x gallery-size buffers
 
 
@@ -52,57 +50,54 @@ class ZeroShotRetrievalTask(Task):
             raise ConfigError(f"{self.spec.file}: source {self.source_used!r} gives no captions")
         self.set_listing(self._samples, ctx)
 
-    def image_input(self, model: "ModelAdapter", ctx: RunContext) -> ImageInput:
-        if getattr(self, "_samples", None) is None:
-            self.prepare(ctx)
+    def inputs(self, ctx: RunContext) -> TaskInputs:
         samples = self._samples
         partial = ctx.limit is not None and ctx.limit < len(samples.items)
         if partial:
             samples = samples.subset(subset_indices(len(samples.items), ctx.limit))
-        dataset = samples.dataset(model.pixel_transform(self.fixed_resize, ctx.decoder))
-        return ImageInput(dataset, {"data": self.data_identity, "limit": ctx.limit,
-                                    "source": self.spec.as_dict()["source"]}, partial, samples)
+        images = ImageRequest(self.name, samples, {"data": self.data_identity, "limit": ctx.limit,
+                                                   "source": self.spec.as_dict()["source"]},
+                              self.fixed_resize, partial=partial)
+        # every listed caption; those of unreadable images are left out when scoring
+        return TaskInputs(images, texts=TextRequest([c for per_image in samples.captions for c in per_image],
+                                                    self.name))
 
-    def evaluate(self, model: "ModelAdapter", ctx: RunContext) -> TaskResult:
-        import torch
-
+    def score(self, inputs: TaskInputs, encoded: Encoded, ctx: RunContext) -> TaskResult:
         from ..bootstrap import BootstrapConfig, retrieval_interval, retrieval_predictions_csv
-        from ..cache import cached_image_features
         from ..metrics import retrieval_metrics
 
-        start = time.perf_counter()
-        images = self.image_input(model, ctx)
-        dataset, samples, partial = images.dataset, images.samples, images.partial
-        encoded = cached_image_features(model, dataset, ctx, images.key_parts, self.name)
-        kept, failures, image_seconds = encoded.kept, encoded.failures, encoded.seconds
+        request, images = inputs.images, encoded.images
+        samples, kept, failures = request.samples, images.kept, images.failures
         if not kept:
-            raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(dataset)} images could be read:"
+            raise DatasetUnavailableError(f"task {self.name!r}: none of the {len(request)} images could be read:"
                                           f" {failures[:3]}")
         # an unreadable image leaves the gallery together with its captions (counted in num_failed)
-        texts, text_to_image = [], []
+        first_caption = [0]
+        for per_image in samples.captions:
+            first_caption.append(first_caption[-1] + len(per_image))
+        rows, text_to_image = [], []
         for position, index in enumerate(kept):
-            texts += samples.captions[index]
+            rows += range(first_caption[index], first_caption[index + 1])
             text_to_image += [position] * len(samples.captions[index])
-        text_features = torch.cat([model.encode_text(model.tokenize(texts[i:i + TEXT_BATCH])).float().cpu()
-                                   for i in range(0, len(texts), TEXT_BATCH)])
-        metrics, t2i, i2t = retrieval_metrics(encoded.features, text_features, text_to_image, self.ks,
+        text_features = encoded.texts[rows]
+        metrics, t2i, i2t = retrieval_metrics(images.features, text_features, text_to_image, self.ks,
                                               SCORE_BLOCK)
         interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
                                       BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
         primary = self.spec.primary_metric
         expected, expected_texts = self.spec.expected_num_samples, self.spec.expected_num_texts
-        status = count_status(len(kept), expected, partial, len(texts), expected_texts)
+        status = count_status(len(kept), expected, request.partial, len(rows), expected_texts)
         warnings = list(self.listing_warnings)
         if status in COUNT_MISMATCHES:
-            warnings.append(f"scored {len(kept)} images ({len(dataset)} listed, {len(failures)} unreadable) and"
-                            f" {len(texts)} captions, the task expects {expected} images and"
+            warnings.append(f"scored {len(kept)} images ({len(request)} listed, {len(failures)} unreadable) and"
+                            f" {len(rows)} captions, the task expects {expected} images and"
                             f" {expected_texts or '?'} captions: count_status={status}")
         return TaskResult(
             metrics={m: metrics[m] for m in self.spec.metrics},
-            num_samples=len(kept), num_texts=len(texts), num_failed=len(failures), failures=failures,
-            seconds=time.perf_counter() - start,
-            images_per_second=len(kept) / image_seconds if image_seconds > 0 else float("nan"),
-            partial=partial, warnings=warnings, transform=self.fixed_resize,
+            num_samples=len(kept), num_texts=len(rows), num_failed=len(failures), failures=failures,
+            seconds=0.0,  # set by Task.evaluate
+            images_per_second=len(kept) / images.seconds if images.seconds > 0 else float("nan"),
+            partial=request.partial, warnings=warnings, transform=self.fixed_resize,
             intervals={primary: interval} if interval and primary == "mean_recall" else {},
             predictions_csv=retrieval_predictions_csv([samples.names[i] for i in kept], text_to_image, t2i, i2t),
             expected_num_samples=expected, expected_num_texts=expected_texts, count_status=status,

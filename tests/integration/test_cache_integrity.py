@@ -190,7 +190,7 @@ def test_damaged_pixel_index_is_a_warning_and_decoded_again(pets, cache, decoded
 def test_labels_come_from_the_listing_not_the_cache(pets, cache, tmp_path, capsys):
     """A verified entry holds no labels: scoring takes them from the dataset, so relabelled data (another
     listing, same pixels) is scored with its own labels."""
-    from evalsuite.cache import sample_identity
+    from evalsuite.encoding.feature_cache import sample_identity
     from evalsuite.data.base import SampleDataset
 
     run(capsys, pets + ["--cache-pixels"], tmp_path / "clean")
@@ -229,7 +229,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import torch
-    import evalsuite.pixel_cache as pc
+    import evalsuite.encoding.pixel_cache as pc
 
     root, value, marker = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     if value == 1:  # writer 1 stops between publishing its pixels and its index
@@ -247,7 +247,7 @@ WRITER = textwrap.dedent("""
 def test_two_writers_of_one_pixel_entry_leave_one_of_them(tmp_path):
     """Writer 1 stops between its two renames; writer 2 publishes meanwhile. The entry afterwards verifies and is
     wholly writer 1's or wholly writer 2's (unlocked, it held writer 2's pixels under writer 1's index)."""
-    from evalsuite.pixel_cache import PixelCache
+    from evalsuite.encoding.pixel_cache import PixelCache
 
     marker = tmp_path / "in-the-gap"
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), v, str(marker)]) for v in ("1", "2")]
@@ -262,7 +262,7 @@ def test_two_writers_of_one_pixel_entry_leave_one_of_them(tmp_path):
 FEATURE_WRITER = textwrap.dedent("""
     import sys
     import torch
-    from evalsuite.cache import FeatureCache
+    from evalsuite.encoding.feature_cache import FeatureCache
 
     cache, value = FeatureCache(sys.argv[1]), float(sys.argv[2])
     for _ in range(40):
@@ -272,7 +272,7 @@ FEATURE_WRITER = textwrap.dedent("""
 
 
 def test_two_writers_of_one_feature_entry_leave_one_of_them(tmp_path):
-    from evalsuite.cache import FeatureCache
+    from evalsuite.encoding.feature_cache import FeatureCache
 
     writers = [subprocess.Popen([sys.executable, "-c", FEATURE_WRITER, str(tmp_path), v]) for v in ("1", "2")]
     assert [w.wait(timeout=300) for w in writers] == [0, 0]
@@ -292,7 +292,7 @@ def cache_folders_are_files(cache: Path) -> None:
 def full_disk(cache: Path, monkeypatch) -> None:
     """Temp files under the cache dir cannot be created: ENOSPC (the output folder is fine)."""
     import evalsuite.atomic
-    import evalsuite.pixel_cache
+    import evalsuite.encoding.pixel_cache
 
     real = evalsuite.atomic.new_temp_file
 
@@ -302,7 +302,7 @@ def full_disk(cache: Path, monkeypatch) -> None:
         return real(folder, *args, **kwargs)
 
     monkeypatch.setattr(evalsuite.atomic, "new_temp_file", no_space)
-    monkeypatch.setattr(evalsuite.pixel_cache, "new_temp_file", no_space)
+    monkeypatch.setattr(evalsuite.encoding.pixel_cache, "new_temp_file", no_space)
 
 
 @pytest.mark.parametrize("break_cache", ["files", "enospc"])
@@ -315,12 +315,13 @@ def test_unwritable_cache_is_a_warning_and_the_run_goes_on(pets, cache, tmp_path
         full_disk(cache, monkeypatch)
     err = run(capsys, pets + ["--cache-pixels"], tmp_path / "out")
     assert metrics(tmp_path / "out") == metrics(clean)
-    assert err.count("feature cache entry") == 2 and err.count("pixel cache entry") == 1, err  # one each
+    # one each: the model's preprocessing, the classifier, the image features; the pixels
+    assert err.count("feature cache entry") == 3 and err.count("pixel cache entry") == 1, err
     assert "not written" in err
 
 
 def test_pixel_write_failing_midway_drops_the_entry(pets, cache, tmp_path, capsys, monkeypatch):
-    from evalsuite.pixel_cache import PixelCacheWriter
+    from evalsuite.encoding.pixel_cache import PixelCacheWriter
 
     def no_space(self, block):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -11,6 +11,8 @@ from evalsuite.models.loading import load_model, resolve_card
 from evalsuite.tasks import build_task
 from evalsuite.tasks.base import RunContext
 
+from helpers import encoder_for
+
 
 class _ForClipBenchmark(torch.utils.data.Dataset):
     """The very same samples and transform, in the (image, target) shape CLIP_benchmark expects."""
@@ -30,10 +32,10 @@ class _ForClipBenchmark(torch.utils.data.Dataset):
 def crosscheck(model_spec: str, task_name: str, data_root, limit=None):
     model = load_model(resolve_card(model_spec), device="cpu")
     task = build_task(Catalog.load().tasks[task_name])
-    ctx = RunContext(data_root=data_root, batch_size=64, workers=0, limit=limit)
-    ours = task.evaluate(model, ctx).metrics
+    ctx = RunContext(data_root=data_root, limit=limit)
+    ours = task.evaluate(encoder_for(model, batch_size=64), ctx).metrics
 
-    dataset, _ = task.dataset(model.image_transform(), ctx)
+    dataset = task.inputs(ctx).images.dataset(model.image_transform())
     loader = torch.utils.data.DataLoader(_ForClipBenchmark(dataset, task.bank.classnames), batch_size=64)
     theirs = cb.evaluate(model.module, loader, model.tokenize, task.bank.classnames, task.bank.templates,
                          "cpu", amp=False)

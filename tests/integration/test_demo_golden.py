@@ -14,6 +14,8 @@ from evalsuite.models.loading import load_model, resolve_card
 from evalsuite.tasks import build_task
 from evalsuite.tasks.base import RunContext
 
+from helpers import encoder_for
+
 # (metric -> exact count of correct samples, out of N); see README "Quickstart"
 GOLDEN = {
     "demo_shapes": (600, {"acc1": 562, "acc5": 600}),
@@ -51,7 +53,7 @@ def test_demo_clips_need_the_vissl_frame(rule):
     spec = Catalog.load().tasks["demo_clips"]
     source = dataclasses.replace(spec.source, args={**spec.source.args, "frame_rule": rule})
     task = build_task(dataclasses.replace(spec, source=source))
-    acc1 = task.evaluate(load_model(resolve_card("demo-clip"), device="cpu"), RunContext(Path("."), workers=0))
+    acc1 = task.evaluate(encoder_for(load_model(resolve_card("demo-clip"), device="cpu")), RunContext(Path(".")))
     assert acc1.metrics["acc1"] < 0.1
 
 
@@ -64,7 +66,7 @@ def test_a_preprocessing_regression_breaks_the_pins(change):
     broken = dataclasses.replace(card, preprocess=dataclasses.replace(card.preprocess, **change))
     model = load_model(broken, device="cpu")
     task = build_task(Catalog.load().tasks["demo_shapes"])
-    acc1 = task.evaluate(model, RunContext(Path("."), workers=0)).metrics["acc1"]
+    acc1 = task.evaluate(encoder_for(model), RunContext(Path("."))).metrics["acc1"]
     assert round(acc1 * 600) != GOLDEN["demo_shapes"][1]["acc1"]
 
 

@@ -111,18 +111,18 @@ def test_one_ranks_error_fails_the_task_on_every_rank(cifar, tmp_path, tiny_mode
     argv = cifar + ["--no-cache-features", "--include-path", str(tmp_path / "inc")]
     argv[argv.index("cifar10")] = "pets,cifar10"
     program = wrapper(tmp_path, """
-        import evalsuite.cache
+        import evalsuite.encoding.encoder as encoder
         from evalsuite.errors import NonFiniteFeaturesError
 
-        real, calls = evalsuite.cache.encode_with_backoff, []
+        real, calls = encoder.encode_with_backoff, []
 
-        def first_call_fails(model, pixels):
+        def first_call_fails(encode, pixels, limit):
             calls.append(1)
             if len(calls) == 1:
                 raise NonFiniteFeaturesError("rank 1: NaN features (injected)")
-            return real(model, pixels)
+            return real(encode, pixels, limit)
 
-        evalsuite.cache.encode_with_backoff = first_call_fails
+        encoder.encode_with_backoff = first_call_fails
     """)
     multi = two_ranks(program, argv, tmp_path / "two", env_with_cache(tmp_path))
     assert "pets: failed: rank 1: NaN features (injected)" in multi.stderr, multi.stderr[-3000:]
@@ -139,7 +139,7 @@ def test_ranks_take_the_cache_together(cifar, tmp_path):
     env = env_with_cache(tmp_path)
     one_process(cifar, tmp_path / "one", env)  # fills the feature cache
     program = wrapper(tmp_path, """
-        from evalsuite.cache import FeatureCache
+        from evalsuite.encoding.feature_cache import FeatureCache
 
         FeatureCache.load = lambda self, *args, **kwargs: None
     """)

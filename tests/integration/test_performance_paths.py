@@ -6,7 +6,7 @@ import csv
 import pytest
 import torch
 
-from evalsuite.cache import encode_with_backoff
+from evalsuite.encoding.images import BatchLimit, encode_with_backoff
 from evalsuite.cli import main
 
 from helpers import FEWER_THAN_EXPECTED, write_class_folders, write_include_task
@@ -32,7 +32,7 @@ class FlakyGPUModel:
     """Encodes like a real adapter but 'runs out of memory' above 3 images per call."""
 
     def __init__(self):
-        self.image_batch_limit, self.oom_logged, self.calls = None, False, []
+        self.calls = []
 
     def encode_image(self, pixels):
         self.calls.append(len(pixels))
@@ -43,10 +43,11 @@ class FlakyGPUModel:
 
 def test_oom_back_off_halves_until_it_fits_and_keeps_results():
     model, pixels = FlakyGPUModel(), torch.arange(10 * 8, dtype=torch.float32).view(10, 2, 2, 2)
-    features = encode_with_backoff(model, pixels)
+    limit = BatchLimit()
+    features = encode_with_backoff(model.encode_image, pixels, limit)
     assert torch.equal(features, pixels.flatten(1)[:, :4] * 2)
-    assert model.image_batch_limit == 2 and model.oom_logged  # 10 -> 5 -> 2
-    assert encode_with_backoff(model, pixels).shape == (10, 4) and max(model.calls[-5:]) == 2
+    assert limit.size == 2 and limit.logged  # 10 -> 5 -> 2
+    assert encode_with_backoff(model.encode_image, pixels, limit).shape == (10, 4) and max(model.calls[-5:]) == 2
 
 
 def test_other_runtime_errors_are_not_swallowed():
@@ -55,7 +56,7 @@ def test_other_runtime_errors_are_not_swallowed():
             raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        encode_with_backoff(Broken(), torch.zeros(4, 3))
+        encode_with_backoff(Broken().encode_image, torch.zeros(4, 3), BatchLimit())
 
 
 def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_model_dir, tmp_path, monkeypatch):
@@ -81,7 +82,7 @@ def test_changed_templates_rescore_from_cached_features_without_decoding(tiny_mo
 
 def test_each_task_finds_its_loader_already_running(tiny_model_dir, tmp_path, monkeypatch):
     """The runner starts the next image set's workers before its task begins; numbers are unchanged."""
-    from evalsuite.data.loader import LoaderPool
+    from evalsuite.encoding.loaders import LoaderPool
 
     write_class_folders(tmp_path / "data" / "cifar10", ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                                                         "horse", "ship", "truck"], per_class=3)

@@ -1,0 +1,48 @@
+"""Loaders started ahead of their task (the Encoder hands the next image set's loader its head start)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..data.loader import make_loader
+
+
+class LoaderPool:
+    """Loaders started ahead of their task, so no task waits for its workers to start and fill their queues.
+
+    DataLoader workers are bound to one dataset, so workers cannot persist from one task to the next; instead the
+    Encoder starts the next image set's loader as soon as the current one has handed over its last batch (its
+    workers decode while the last batch encodes, metrics are computed, results written and the next classifier
+    is built), and ``take`` hands that running loader to the task.
+    """
+
+    def __init__(self, batch_size: int, workers: Optional[int], device: torch.device) -> None:
+        self.batch_size, self.workers, self.device = batch_size, workers, device
+        self._running: dict = {}
+        self.taken_running = 0  # loaders handed over already running (started ahead)
+        self.taken_cold = 0  # loaders started only when their task asked
+
+    @staticmethod
+    def key(dataset) -> tuple:
+        spec = getattr(dataset.transform, "spec", None)
+        return (len(dataset), hash(tuple(dataset.names)), spec)
+
+    def start(self, dataset) -> None:
+        key = self.key(dataset)
+        if key not in self._running:
+            self._running[key] = iter(make_loader(dataset, self.batch_size, self.workers, self.device))
+
+    def take(self, dataset):
+        """The running loader of ``dataset`` (started now if it was not) and its number of batches."""
+        iterator = self._running.pop(self.key(dataset), None)
+        if iterator is None:
+            self.taken_cold += 1
+            iterator = iter(make_loader(dataset, self.batch_size, self.workers, self.device))
+        else:
+            self.taken_running += 1
+        return iterator, -(-len(dataset) // self.batch_size)
+
+    def close(self) -> None:
+        self._running.clear()  # dropping a DataLoader iterator shuts its workers down
