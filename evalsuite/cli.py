@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("run_dir", type=Path, help="results/<model>/ or a folder of such folders")
     agg.add_argument("--format", choices=("md", "csv"), default="md")
     agg.add_argument("--reference", help="a report id of the reference table (evalsuite check lists them)")
-    agg.add_argument("--reference-file", type=Path, help="another reference table CSV (default: the papers')")
+    agg.add_argument("--reference-file", type=Path, help="another reference table CSV (default: every table in results/reference/)")
     agg.add_argument("--out", type=Path, help="also write the table to this file")
     agg.add_argument("--plot", type=Path,
                      help="PNG: with --reference, each run minus the reference per task (pp) with the tolerance band"
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("site"),
                      help="folder for index.html, the model pages and their PNGs (default: site)")
     rep.add_argument("--reference", help="a report id: colour cells by their delta to it and plot the deltas")
-    rep.add_argument("--reference-file", type=Path, help="another reference table CSV (default: the papers')")
+    rep.add_argument("--reference-file", type=Path, help="another reference table CSV (default: every table in results/reference/)")
     rep.add_argument("--include-path", type=Path, action="append", default=[])
 
     cmp = sub.add_parser("compare", help="paired bootstrap comparison of two runs on the same samples: per task and"

@@ -24,7 +24,7 @@ from .report import ModelRun, count_flag, is_partial, suite_rows, suite_value
 from .results import parse_protocol, suite_count_status
 
 FORMAT_VERSION = 1
-HF_SOURCE_KINDS = ("hf_webdataset", "hf_captions")  # sources whose ``repo`` argument is a Hugging Face dataset id
+HF_SOURCE_KINDS = ("webdataset", "webdataset_captions", "hf_webdataset", "hf_captions")  # ``repo`` = a hub dataset id
 # evalsuite task type -> Hugging Face task id and name
 HF_TASKS = {
     "classification": ("zero-shot-image-classification", "Zero-Shot Image Classification"),

@@ -20,9 +20,8 @@ from .models.loading import load_model, resolve_card, results_dirname
 from .distributed import is_writer
 from .progress import progress_mode
 from .results import (COUNT_MISMATCHES, TaskIdentity, atomic_write_text, check_writable_folder, count_message,
-                      format_table, is_done,
-                      move_to_history, primary_row, read_task_csv, task_rows, write_run_manifest, write_suites,
-                      write_summary, write_task_csv)
+                      format_table, is_done, move_to_history, primary_row, read_task_csv, summary_row, task_rows,
+                      write_run_manifest, write_suites, write_summary, write_task_csv)
 from .resources import default_cache_dir
 from .tasks import build_task
 from .tasks.base import RunContext, Task
@@ -261,7 +260,7 @@ class Runner:
         summary = write_summary(self.model_dir, names, model_fp, self.task_fingerprints)
         covered = [r["task"] for r in summary]
         suites = {s: self.catalog.suite_members(s) for s in self.catalog.suites_covering(covered)}
-        suite_rows = write_suites(self.model_dir, suites, summary)
+        suite_rows = write_suites(self.model_dir, suites, summary, self._member_rows(suites, covered))
         write_run_manifest(self.model_dir, {
             "config": asdict(self.config),
             "model_card": self.card.as_dict(),
@@ -287,6 +286,24 @@ class Runner:
             "versions": _versions(),
         })
         return format_table(summary, suite_rows)
+
+
+    def _member_rows(self, suites: dict[str, list[str]], covered: list[str]) -> dict[str, dict[str, Optional[dict]]]:
+        """Per suite with ``member_metrics``, the summary-style row of each such member's metric (None: the task
+        did not compute it, so the suite is left out rather than averaged over the primary metric)."""
+        out = {}
+        for suite in suites:
+            chosen = self.catalog.suites[suite].member_metrics
+            rows = {}
+            for task, metric in chosen.items():
+                found = None
+                if task in covered:
+                    found = next((r for r in read_task_csv(self.model_dir / f"{task}.csv") if r["metric"] == metric),
+                                 None)
+                rows[task] = summary_row(found) if found is not None else None
+            if rows:
+                out[suite] = rows
+        return out
 
 
 # adapters whose library is an optional extra: (import name, extra); checked before any data or weights are read

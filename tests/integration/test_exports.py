@@ -126,9 +126,10 @@ def test_model_index_export_parses_back_to_the_csv_values(eva_run, tmp_path):
         assert result["task"]["type"] == expected_type[CATALOG.tasks[task].type]
         assert result["dataset"]["args"]["num_samples"] == primary["num_samples"]
         assert result["dataset"]["args"]["protocol"] == primary["protocol"]
-    assert by_task["mscoco"]["dataset"]["type"] == "nlphuji/mscoco_2014_5k_test_image_text_retrieval"
+    # the task's first hub copy in source order
+    assert by_task["mscoco"]["dataset"]["type"] == "clip-benchmark/wds_mscoco_captions"
     assert by_task["stanford_cars"]["dataset"]["type"] == "clip-benchmark/wds_cars"
-    assert by_task["dtd"]["dataset"]["type"] == "dtd"
+    assert by_task["dtd"]["dataset"]["type"] == "clip-benchmark/wds_vtab-dtd"
     assert by_task["mscoco"]["metrics"][0]["type"] == "mean_recall"
     assert by_task["imagenet1k"]["metrics"][0]["type"] == "accuracy"
     # the marks: a card never shows a subset as the full set
@@ -152,7 +153,7 @@ def test_model_index_is_read_by_huggingface_hub(eva_run, tmp_path):
     assert main(["export", "--runs", str(eva_run), "--format", "model-index", "--out", str(out)]) == 0
     name, results = repocard_data.model_index_to_eval_results(yaml.safe_load(out.read_text())["model-index"])
     assert name == MODEL
-    top1 = next(r for r in results if r.dataset_type == "imagenet1k" and r.metric_type == "accuracy")
+    top1 = next(r for r in results if r.dataset_type == "clip-benchmark/wds_imagenet1k" and r.metric_type == "accuracy")
     assert top1.metric_value == pytest.approx(83.8) and top1.task_type == "zero-shot-image-classification"
     assert len({r.dataset_type for r in results}) == len(_task_rows(eva_run)) + 4
 
