@@ -122,7 +122,8 @@ def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
     A model object is evaluated where it is (its device) in its own dtype (``precision='amp_bf16'``/``'amp_fp16'``
     adds autocast over fp32 weights; nothing is ever cast), and its train/eval mode and ``requires_grad`` are as
     before when evaluate returns. Its identity is a digest of its state dict, so new weights are new results.
-    Preprocessing that cannot be derived exactly is refused (pass ``preprocess=Preprocessing(...)``).
+    Preprocessing that cannot be derived exactly is refused (pass ``preprocess=Preprocessing(...)``). The feature
+    cache is off for model objects unless ``cache_features=True`` is given (every checkpoint is new weights).
 
     ``tasks``: names, suites, ``tag:TAG`` or globs, as a list or comma-separated. ``data_root``: default
     $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data; ``output_dir``: default ``results``. ``name``: the model's
@@ -146,6 +147,8 @@ def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
         raise TypeError("evaluate: preprocess=, tokenizer=, processor= and name= go with a model object; a model"
                         " name brings its own")
     options = _checked_options(run_options, in_memory)
+    if in_memory:  # each checkpoint of a training run is new weights: its cached features would never be read again
+        options.setdefault("cache_features", False)
     from .cli import default_data_root
 
     config_args = dict(tasks=_tasks(tasks), data_root=Path(data_root) if data_root is not None else default_data_root(),

@@ -234,3 +234,14 @@ def test_import_evalsuite_stays_light():
     code = ("import sys, evalsuite; evalsuite.evaluate; evalsuite.load_results; evalsuite.Results;"
             " assert not {'torch', 'pandas', 'open_clip'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_objects_write_no_feature_cache_unless_asked(tiny_model_dir, world, tmp_path, monkeypatch):
+    """Every checkpoint of a training run is new weights: its features would be cached and never read again."""
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    model, preprocess, tokenizer = open_clip_model(tiny_model_dir)
+    evalsuite.evaluate(model, "toy10", output_dir=tmp_path / "a", preprocess=preprocess, tokenizer=tokenizer, **world)
+    assert not list((tmp_path / "cache").glob("features/**/*.pt"))
+    evalsuite.evaluate(model, "toy10", output_dir=tmp_path / "b", preprocess=preprocess, tokenizer=tokenizer,
+                       cache_features=True, **world)
+    assert list((tmp_path / "cache").glob("features/images/*.pt"))
