@@ -315,10 +315,14 @@ class WebdatasetCaptionsSource(DataSource):
 
     def local_candidates(self, data_root: Path) -> list[Path]:
         """``wds_<name>`` (CLIP_benchmark) and ``<name>`` (DataComp) for the repo's name without ``wds_`` and for
-        the task name, then --data-root itself."""
+        the task name, then --data-root itself when it is such a folder (or its split folder): a --data-root at
+        one copy must not serve every webdataset task of the run (CIFAR-10 and CIFAR-100 shards look alike)."""
         short = self.args.repo.split("/")[-1].removeprefix("wds_") if self.args.repo else ""
         names = [n for n in dict.fromkeys([short, self.spec.name]) if n]
-        return [data_root / f"wds_{n}" for n in names] + [data_root / n for n in names] + [data_root]
+        folders = [f"wds_{n}" for n in names] + names
+        itself = data_root.parent if data_root.name == self.args.split else data_root
+        named = itself.resolve().name in folders or itself.name in folders
+        return [data_root / f for f in folders] + ([data_root] if named else [])
 
     def locate(self, data_root: Path) -> tuple[Optional[ShardSet], list[str]]:
         """The first place holding the split's shards (a ``path`` alone when given; else local folders, then
@@ -376,7 +380,7 @@ class WebdatasetCaptionsSource(DataSource):
             msg = (f"task {self.spec.name!r}: webdataset shards of split {split!r} not found; looked in"
                    f" {', '.join(looked)}. Run `evalsuite prepare {self.spec.name}` to download {self.args.repo}"
                    f"@{self.args.revision} into the Hugging Face cache, or point --data-root at a folder holding"
-                   f" {split}/*.tar.")
+                   f" {split}/*.tar named like one of those folders.")
         return f"{msg} {self.args.instructions}".strip()
 
     def check_metadata(self, found: ShardSet, ctx: SourceContext) -> None:

@@ -89,10 +89,11 @@ def test_converter_shards_are_read_in_place(shards, tmp_path):
 @pytest.mark.parametrize("layout", ["wds_repo", "wds_task", "datacomp", "root_is_dataset", "root_is_split"])
 def test_every_local_layout_gives_the_same_listing(shards, tmp_path, layout):
     """CLIP_benchmark's wds_<name>/ (repo name or task name), DataComp's <name>/test/, and --data-root at the
-    dataset folder or at its test/ folder itself. Copies keep mtimes, so the data identity is the same too."""
+    dataset folder or at its test/ folder itself (named like the copy). Copies keep mtimes, so the data identity
+    is the same too."""
     reference = listing(include(tmp_path / "a", path=str(shards)), tmp_path)
     where = {"wds_repo": "data/wds_toy", "wds_task": "data/wds_mytask", "datacomp": "data/toy",
-             "root_is_dataset": "data/anything", "root_is_split": "data/anything"}[layout]
+             "root_is_dataset": "elsewhere/wds_toy", "root_is_split": "elsewhere/toy"}[layout]
     shutil.copytree(shards, tmp_path / where)
     data_root = tmp_path / "data"
     if layout == "root_is_dataset":
