@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 from PIL import Image
 
@@ -30,21 +31,93 @@ class SourceContext:
     classnames: tuple[str, ...] = ()  # the task's class names in label order, where they differ from the keys
 
 
-def load_image_file(path: str) -> Image.Image:
-    """Open and fully decode an image; corrupt or truncated files raise (never LOAD_TRUNCATED_IMAGES)."""
-    with Image.open(path) as img:
+ImageItem = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
+"""What a source hands the pixel pipeline for one sample, one of three kinds: an image file's path, an encoded
+image's bytes (a tar member, a video frame's JPEG), or a decoded PIL image. ``UInt8Pixels.from_item`` takes
+each its own way (paths and bytes keep the tensor/cuda decoders' ``decode_jpeg`` path; the ``pil`` decoder gives
+the same pixels for a file and for its bytes); anything else is an ``ImageItemError``, never a silent slow path.
+"""
+
+
+class ImageItemError(TypeError):
+    """A source handed over something that is not an ``ImageItem``: a bug in the source, raised, not counted as
+    an unreadable sample."""
+
+
+def check_image_item(item: Any) -> None:
+    if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+        raise ImageItemError(f"a source handed the pixel pipeline a {type(item).__module__}.{type(item).__qualname__};"
+                             " an image item is a file path, encoded bytes or a PIL image (data/base.py ImageItem)")
+
+
+def open_image_bytes(data: Union[bytes, bytearray, memoryview]) -> Image.Image:
+    """Encoded image bytes fully decoded to RGB, exactly as ``load_image_file`` decodes a file with those bytes."""
+    with Image.open(io.BytesIO(data)) as img:
         img.load()
         return img.convert("RGB")
 
 
-class SampleDataset:
-    """Map-style dataset: ``items[i]`` is loaded by ``load`` and transformed.
+def open_image_item(item: ImageItem) -> Image.Image:
+    """Any image item as an RGB PIL image (for transforms that take PIL images)."""
+    check_image_item(item)
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return load_image_file(item)
+    return open_image_bytes(item)
 
-    A sample that cannot be read is returned as ``(None, label, i, message)`` instead of raising, so one bad file
-    never stops a task and every failure is counted and reported (see ``data.loader.collate_samples``).
+
+class ItemReader(ABC):
+    """A ``Samples.load`` that hands the pixel pipeline an undecoded image item (``read``); called, it returns
+    the item decoded to an RGB PIL image, as every ``load`` does. Sources whose items are files or bytes (image
+    files, tar members, cached video frames) use one, so the fast decoders see the encoded image; a plain
+    callable ``load`` is taken to return the item itself (usually a PIL image: torchvision datasets, drawings).
+    Instances must pickle (DataLoader workers get a copy)."""
+
+    @abstractmethod
+    def read(self, item: Any) -> ImageItem:
+        """The sample's image item, without decoding it."""
+
+    def __call__(self, item: Any) -> Image.Image:
+        return open_image_item(self.read(item))
+
+
+class ImageFileReader(ItemReader):
+    """Items are image file paths: the item is the path itself."""
+
+    def read(self, item: Any) -> ImageItem:
+        return item
+
+    def __call__(self, path: Any) -> Image.Image:
+        """Open and fully decode an image; corrupt or truncated files raise (never LOAD_TRUNCATED_IMAGES)."""
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+
+    def __reduce__(self):
+        return "load_image_file"  # the module's one instance, also in DataLoader workers
+
+
+load_image_file = ImageFileReader()  # the ``load`` of sources whose items are image files
+
+
+def image_item(load: Callable[[Any], Any], item: Any) -> ImageItem:
+    """What ``load`` hands the pixel pipeline for ``item`` (see ``ItemReader``); checked to be an ImageItem."""
+    got = load.read(item) if isinstance(load, ItemReader) else load(item)
+    check_image_item(got)
+    return got
+
+
+class SampleDataset:
+    """Map-style dataset: ``items[i]`` is read by ``load`` into an image item (``image_item``) and transformed.
+
+    A transform with ``from_item`` (``UInt8Pixels``) gets the item itself: a path or bytes are decoded its own
+    way (data/pixels.py); other transforms get the item as a PIL image. A sample that cannot be read is returned
+    as ``(None, label, i, message)`` instead of raising, so one bad file never stops a task and every failure is
+    counted and reported (see ``data.loader.collate_samples``); an ``ImageItemError`` (a source's bug) raises.
     """
 
-    def __init__(self, items: Sequence[Any], labels: Sequence[int], load: Callable[[Any], Image.Image],
+    def __init__(self, items: Sequence[Any], labels: Sequence[int], load: Callable[[Any], Any],
                  transform: Callable, names: Optional[Sequence[str]] = None) -> None:
         if len(items) != len(labels):
             raise ValueError("items and labels differ in length")
@@ -56,10 +129,11 @@ class SampleDataset:
 
     def __getitem__(self, i: int):
         try:
-            if self.load is load_image_file and getattr(self.transform, "reads_files", False):
-                pixels = self.transform.from_file(self.items[i])  # decodes the file its own way (data/pixels.py)
-            else:
-                pixels = self.transform(self.load(self.items[i]))
+            item = image_item(self.load, self.items[i])
+            from_item = getattr(self.transform, "from_item", None)
+            pixels = from_item(item) if from_item is not None else self.transform(open_image_item(item))
+        except ImageItemError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any decoder error is a per-sample failure, reported
             return None, self.labels[i], i, f"{self.names[i]}: {type(exc).__name__}: {exc}"
         return pixels, self.labels[i], i, None
@@ -111,7 +185,8 @@ class DownloadingSource(DataSource):
 
 @dataclass(frozen=True)
 class Samples:
-    """A source's listing: items, their labels, how to load one item, and display names for error lists.
+    """A source's listing: items, their labels, how to load one item (an ``ItemReader`` where the item is a file
+    or bytes, else a callable returning a PIL image; see ``ImageItem``), and display names for error lists.
 
     ``root`` is the resolved dataset folder (recorded in run.json); ``data_files`` are files the listing reads
     besides the items (annotation files, pickled arrays, a manifest): their identity counts too.
@@ -119,7 +194,7 @@ class Samples:
 
     items: list
     labels: list[int]
-    load: Callable[[Any], Image.Image]
+    load: Callable[[Any], Any]  # item -> RGB PIL image; an ItemReader also hands over the encoded item
     names: list[str]
     root: Optional[str] = field(default=None, kw_only=True)
     data_files: tuple[str, ...] = field(default=(), kw_only=True)

@@ -6,22 +6,29 @@ model with the same size and resize (mean/std are applied later), and allows the
 
 - ``pil``: open_clip's own transform (PIL decode, PIL resize and crop) stopped before ``ToTensor``. Followed by
   the on-device normalisation it is bit-identical to ``open_clip.image_transform`` (tested).
-- ``tensor`` (default): JPEG files decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo; pixel-identical to
+- ``tensor``: JPEG files and bytes decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo; pixel-identical to
   PIL's decode on the 1000 ImageNet sample JPEGs) and resized by torchvision's uint8 antialiased resize. Against
   ``pil`` the resized pixels differ by at most 2 of 255 levels, 0.004 levels on average (measured on the ImageNet
   sample, ``benchmarks/decode_speed.py``) at 2.7x less CPU per image (9.1 vs 3.4 ms on 500x375 JPEGs). Other
   formats are decoded by PIL (PNG 16-bit, BMP, animated GIF/WebP behave differently in torchvision) and resized
   the same way.
-- ``cuda``: JPEG bytes are read in the workers and decoded in batches by nvJPEG on the GPU, then resized there.
+- ``cuda``: JPEG bytes are read (or handed over) in the workers and decoded in batches by nvJPEG on the GPU, then resized there.
   nvJPEG's IDCT is not libjpeg's, so this path is opt-in until measured against ``pil`` on a GPU
   (``benchmarks/decode_speed.py`` prints the comparison when CUDA is present).
 
 torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec, which is not installable on the
 pinned stack (torch 2.14.1); they are still present and tested here. Revisit when the pin moves.
+
+What a source hands over is an image item (``data.base.ImageItem``): a file path, encoded bytes (a tar member,
+a video frame's JPEG) or a PIL image; ``UInt8Pixels.from_item`` is the one dispatch. Bytes take the same path as
+the file holding them (``decode_jpeg`` straight from memory, no temporary file), so every source keeps the fast
+decoders; a PIL image can only be resized.
 """
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Union
 
@@ -30,6 +37,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserInputError
+from .base import ImageItem, check_image_item, load_image_file, open_image_bytes
 
 DECODERS = ("pil", "tensor", "cuda")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -66,15 +74,14 @@ class JpegBytes:
     data: torch.Tensor  # 1-D uint8
 
 
-def is_jpeg(data: Union[bytes, torch.Tensor]) -> bool:
-    head = bytes(data[:3].tolist()) if isinstance(data, torch.Tensor) else data[:3]
+def is_jpeg(data: Union[bytes, bytearray, memoryview, torch.Tensor]) -> bool:
+    head = bytes(data[:3].tolist()) if isinstance(data, torch.Tensor) else bytes(data[:3])
     return head == _JPEG_MAGIC
 
 
 class UInt8Pixels:
-    """PIL image or image file -> (3, size, size) uint8 tensor, resized and cropped as the model card says."""
-
-    reads_files = True  # SampleDataset hands image files' paths to ``from_file`` (no PIL decode needed)
+    """Image item (file path, encoded bytes or PIL image) -> (3, size, size) uint8 tensor, resized and cropped as
+    the model card says."""
 
     def __init__(self, spec: PixelSpec) -> None:
         from torchvision.transforms import InterpolationMode
@@ -90,10 +97,20 @@ class UInt8Pixels:
             return pil_to_uint8(self._pil_steps(image))
         return self.resize_crop(pil_to_uint8(image.convert("RGB")))
 
-    def from_file(self, path: str) -> Union[torch.Tensor, JpegBytes]:
-        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+    def from_item(self, item: ImageItem) -> Union[torch.Tensor, JpegBytes]:
+        """The one dispatch over image items (``SampleDataset`` calls it): a path -> ``from_file``, bytes ->
+        ``from_bytes``, a PIL image -> ``self(image)``; anything else raises ImageItemError."""
+        if isinstance(item, Image.Image):
+            return self(item)
+        if isinstance(item, (str, os.PathLike)):
+            return self.from_file(item)
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return self.from_bytes(item)
+        check_image_item(item)  # raises, naming the type
+        raise AssertionError("unreachable")
 
-        from .base import load_image_file
+    def from_file(self, path: Union[str, os.PathLike]) -> Union[torch.Tensor, JpegBytes]:
+        from torchvision.io import read_file
 
         if self.spec.decoder == "pil":
             return self(load_image_file(path))
@@ -101,6 +118,19 @@ class UInt8Pixels:
         if not is_jpeg(data):
             return self(load_image_file(path))
         check_pixel_limit(path)
+        return self._jpeg(data)
+
+    def from_bytes(self, data: Union[bytes, bytearray, memoryview]) -> Union[torch.Tensor, JpegBytes]:
+        """Encoded image bytes -> the pixels ``from_file`` gives for a file holding them (bit for bit)."""
+        if self.spec.decoder == "pil" or not is_jpeg(data):
+            return self(open_image_bytes(data))
+        check_pixel_limit(io.BytesIO(data))
+        return self._jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+
+    def _jpeg(self, data: torch.Tensor) -> Union[torch.Tensor, JpegBytes]:
+        """A JPEG's bytes (1-D uint8): decoded here (``tensor``) or left for the device (``cuda``)."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
         if self.spec.decoder == "cuda":
             return JpegBytes(data)
         return self.resize_crop(decode_jpeg(data, mode=ImageReadMode.RGB))
@@ -128,9 +158,10 @@ class UInt8Pixels:
         return torch.stack(out)
 
 
-def check_pixel_limit(path: str) -> None:
+def check_pixel_limit(path) -> None:
     """PIL's decompression-bomb limit (DecompressionBombError above 2 x Image.MAX_IMAGE_PIXELS) for decoders that
-    do not go through PIL: reading the header is enough (one 30000x30000 JPEG of 10 MB would decode to 2.7 GB)."""
+    do not go through PIL: reading the header is enough (one 30000x30000 JPEG of 10 MB would decode to 2.7 GB).
+    ``path``: a file's path or a file object (bytes in memory)."""
     with Image.open(path):
         pass
 

@@ -32,7 +32,7 @@ from PIL import Image
 from ..atomic import atomic_path
 from ..errors import ConfigError, DatasetUnavailableError
 from ..resources import default_cache_dir
-from .base import DataSource, LocalArgs, Samples, SourceContext, locate
+from .base import DataSource, ItemReader, LocalArgs, Samples, SourceContext, locate
 from .file_list import read_file_list
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,11 @@ def frame_cache_key(path: str | os.PathLike, rule: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class CachedFrameLoader:
+class CachedFrameLoader(ItemReader):
     """Picklable ``load`` for Samples: the rule's frame from the cache, else decoded and cached. The cache holds
-    what the model is fed from: for ``vissl`` the JPEG file vissl would have written (25-60 KB), else a PNG.
+    what the model is fed from: for ``vissl`` the JPEG file vissl would have written (25-60 KB), else a PNG. The
+    image item (``read``) is those bytes, so the tensor/cuda decoders decode the JPEG as they would a file;
+    called, it returns them decoded (PIL open + convert("RGB"), as the evaluation loaded the frame files).
 
     An entry is ``video-frames/<key[:2]>/<key>.<sha256 of its bytes, 16 hex>.<jpg|png>``: the key names the clip
     (frame_cache_key), the digest in the name is checked on every read, so a damaged entry (truncated, bit flip;
@@ -190,16 +192,13 @@ class CachedFrameLoader:
         key = frame_cache_key(video, self.rule)
         return self.cache_dir / "video-frames" / key[:2], key
 
-    def _decode(self, data: bytes) -> Image.Image:
-        return decode_jpeg_file(data) if self.rule == "vissl" else Image.open(io.BytesIO(data)).convert("RGB")
-
-    def _cached(self, folder: Path, key: str, video: str) -> Optional[Image.Image]:
+    def _cached(self, folder: Path, key: str, video: str) -> Optional[bytes]:
         for entry in folder.glob(f"{key}.*.{self.suffix}"):
             try:
                 data = entry.read_bytes()
                 if hashlib.sha256(data).hexdigest()[:16] != entry.name.split(".")[1]:
                     raise ValueError("its bytes do not match the checksum in its name")
-                return self._decode(data)
+                return data
             except Exception as exc:  # noqa: BLE001 - a damaged entry: decode the clip again
                 log.warning("frame cache entry %s unreadable (%s: %s); decoding %s again", entry,
                             type(exc).__name__, exc, video)
@@ -219,16 +218,17 @@ class CachedFrameLoader:
             self.writable = False
             log.warning("frame cache %s not written (%s); frames are decoded without it", folder.parent, exc)
 
-    def __call__(self, video: str) -> Image.Image:
+    def read(self, video: str) -> bytes:
+        """The frame's JPEG (vissl) or PNG bytes: from the cache, else decoded from the clip and cached."""
         place = self.entry_place(video)
         if place is not None:
-            image = self._cached(*place, video)
-            if image is not None:
-                return image
+            data = self._cached(*place, video)
+            if data is not None:
+                return data
         data, _ = read_frame_bytes(video, self.rule)
         if place is not None and self.writable:
             self._store(*place, data)
-        return self._decode(data)
+        return data
 
 
 LIST_DIRS = ("", "ucfTrainTestlist")  # where UCF-101's list files are looked for, relative to the dataset folder

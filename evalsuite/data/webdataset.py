@@ -10,13 +10,13 @@ Why not the ``webdataset`` package: its datasets are iterable streams (no length
 shard, while the suite needs a map-style listing (names, labels and file identities before the model loads;
 ranks strided over sample indices; resumable subsets). So each shard is indexed once per listing with
 ``tarfile`` (headers only, plus the tiny label/caption members) and a worker reads an image by seeking to its
-offset: no conversion, no copy, nothing written. Class names and templates are never taken from the shards;
-``classnames.txt`` is only checked against the task's own names.
+offset and hands its bytes to the pixel pipeline (an image item, ``data/base.py``: every decoder decodes them as
+it would the file): no conversion, no copy, nothing written. Class names and templates are never taken from the
+shards; ``classnames.txt`` is only checked against the task's own names.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tarfile
@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from PIL import Image
-
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import DataSource, Samples, SourceContext
+from .base import DataSource, ItemReader, Samples, SourceContext
 from .captions import CaptionedSamples
 
 log = logging.getLogger(__name__)
@@ -56,11 +54,15 @@ class TarMember:
         return data
 
 
-def load_member_image(member: TarMember) -> Image.Image:
-    """Decode a member fully to RGB, like ``load_image_file`` does for a file (truncated images raise)."""
-    with Image.open(io.BytesIO(member.read())) as img:
-        img.load()
-        return img.convert("RGB")
+class MemberReader(ItemReader):
+    """The listings' ``load``: a member's image item is its bytes (so the tensor/cuda decoders decode them as
+    they would the file); called, it decodes them fully to RGB like ``load_image_file`` (truncated images raise)."""
+
+    def read(self, member: TarMember) -> bytes:
+        return member.read()
+
+
+load_member_image = MemberReader()
 
 
 @dataclass
