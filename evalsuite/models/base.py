@@ -24,17 +24,22 @@ from .card import PRECISIONS, ModelCard
 
 log = logging.getLogger(__name__)
 
-_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""The one precision-name -> torch dtype map. Every mode of ``card.PRECISIONS`` is a name here (``fp32``, the cast
+modes ``fp16``/``bf16``) or ``amp_`` + one (autocast to it over fp32 weights)."""
+MODE_OF_DTYPE = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def weight_dtype(precision: str) -> torch.dtype:
     """The dtype the weights are held in: half for the cast modes, fp32 for fp32 and the autocast modes."""
-    return _HALF.get(precision, torch.float32)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return torch.float32 if precision.startswith("amp_") else DTYPES[precision]
 
 
 def autocast_dtype(precision: str) -> Optional[torch.dtype]:
     """The autocast dtype of an ``amp_*`` mode, None otherwise."""
-    return _HALF[precision[4:]] if precision.startswith("amp_") else None
+    return DTYPES[precision[4:]] if precision.startswith("amp_") else None
 
 
 def resolve_device(device: str) -> torch.device:

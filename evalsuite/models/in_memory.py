@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from ..errors import UserInputError
-from .base import ModelAdapter
+from .base import MODE_OF_DTYPE, ModelAdapter
 from .card import RESIZE_MODES, ModelCard, Preprocess, WeightsSource
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
-_MODE_OF_DTYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 _HF_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL resample codes in transformers processors
 
 
@@ -323,11 +322,11 @@ def _device_of(model: nn.Module, requested: Optional[str]) -> torch.device:
 def _precision_of(model: nn.Module, requested: Optional[str]) -> str:
     """The module's own dtype (fp32, fp16, bf16), or autocast over fp32 weights; never a cast of the user's model."""
     dtypes = {t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in _MODE_OF_DTYPE:
+    if len(dtypes) != 1 or next(iter(dtypes)) not in MODE_OF_DTYPE:
         raise UserInputError(f"evaluate: the model's floating tensors have dtypes {sorted(map(str, dtypes))};"
                              " evaluate needs one of float32, float16, bfloat16 throughout (it never casts your"
                              " model)")
-    own = _MODE_OF_DTYPE[next(iter(dtypes))]
+    own = MODE_OF_DTYPE[next(iter(dtypes))]
     if requested in (None, own) or (own == "fp32" and requested in ("amp_fp16", "amp_bf16")):
         return requested or own
     raise UserInputError(f"evaluate: precision={requested!r} would cast the model, whose weights are {own};"
