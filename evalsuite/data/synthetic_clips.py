@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..demo.shapes import CANVAS, COLOURS, SHAPES, draw
 from ..errors import ConfigError
 from .base import DataSource, Samples, SourceContext
@@ -36,10 +35,8 @@ def write_clip(path: Path, frames: list, fps: int = 10) -> None:
     """Encode RGB PIL frames as near-lossless H.264 (yuv444p, CRF 0 keeps the colours), atomically."""
     import av
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".mp4")
-    os.close(fd)
-    try:
-        with av.open(tmp, "w") as container:
+    with atomic_path(path) as tmp:  # .<name>.<random>.tmp: never listed as a clip, swept by housekeeping
+        with av.open(tmp, "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = frames[0].size
             stream.pix_fmt = "yuv444p"
@@ -47,10 +44,6 @@ def write_clip(path: Path, frames: list, fps: int = 10) -> None:
             for image in frames:
                 container.mux(stream.encode(av.VideoFrame.from_image(image)))
             container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def clip_frames(colour: str, shape: str, num_frames: int, seed: int) -> list:
