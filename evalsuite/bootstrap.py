@@ -3,7 +3,8 @@
 The predictions a task saves (``<task>.predictions.csv``) are enough to recompute its metrics and intervals
 without the model: classification keeps each sample's label and top-5 classes, retrieval each query's rank.
 Intervals are percentile bootstrap intervals (95% by default) over resampled samples; for retrieval the images are
-resampled and their captions go with them (a caption's query is not independent of its image's).
+resampled and their captions go with them (a caption's query is not independent of its image's). What a metric is
+on a resample comes from its declaration in the metric registry (evalsuite/metrics.py), not from its name.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
+
+from .metrics import (AVERAGE, MEAN, METRICS, RECALL_DIRECTIONS, ClassificationEvidence, Metric,
+                      RetrievalEvidence)
 
 CHUNK = 100  # resamples drawn at once (memory: CHUNK x samples indices)
 
@@ -41,54 +45,69 @@ def _resampled(n: int, config: BootstrapConfig):
         done += size
 
 
+def statistic(metric: Metric, evidence, names: Sequence[str] = (), num_classes: int = 0):
+    """The metric on each resample, as a function of resampled unit indices (R, n) -> (R,): the metric's
+    aggregate over the drawn units, read off its registry declaration (evalsuite/metrics.py)."""
+    if metric.family is not evidence.family:
+        raise ValueError(f"no bootstrap for {metric.family.name} metric {metric.name!r} on {evidence.family.name}"
+                         " predictions")
+    if metric.aggregate == AVERAGE:
+        parts = metric.parts_of(names)
+        if all(p.aggregate == MEAN and not p.grouped for p in parts):
+            # means over the same units: the mean of the per-sample averages is the average of the means
+            values = sum(evidence.values(*p.values) for p in parts) / len(parts)
+            return lambda idx: values[idx].mean(dim=1)
+        stats = [statistic(p, evidence, names, num_classes) for p in parts]
+        return lambda idx: torch.stack([s(idx) for s in stats]).mean(dim=0)
+    values = evidence.values(*metric.values)
+    if metric.aggregate == MEAN and metric.grouped:  # queries go with their unit: ratio of the units' sums
+        owner = torch.tensor(evidence.groups(metric.values[0]))
+        sums = torch.bincount(owner, weights=values, minlength=evidence.units)
+        sizes = torch.bincount(owner, minlength=evidence.units).double()
+        return lambda idx: sums[idx].sum(dim=1) / sizes[idx].sum(dim=1)
+    if metric.aggregate == MEAN:
+        return lambda idx: values[idx].mean(dim=1)
+    labels = evidence.labels  # CLASS_MEAN: over the classes present in the resample
+    minlength = num_classes or int(labels.max()) + 1
+
+    def per_class(idx):
+        out = []
+        for row in idx:
+            t, c = labels[row], values[row]
+            totals = torch.bincount(t, minlength=minlength).double()
+            hits = torch.bincount(t, weights=c, minlength=minlength)
+            present = totals > 0
+            out.append((hits[present] / totals[present]).mean())
+        return torch.stack(out)
+    return per_class
+
+
+def interval(metric: str, evidence, config: BootstrapConfig, names: Sequence[str] = (),
+             num_classes: int = 0) -> Optional[tuple[float, float]]:
+    """Percentile bootstrap interval of ``metric`` (a registry name), resampling the evidence's units (samples;
+    retrieval: images with their captions); None when turned off or there is nothing to resample."""
+    if config.iterations <= 0 or evidence.units == 0:
+        return None
+    stat = statistic(METRICS.get(metric), evidence, names or (metric,), num_classes)
+    return _interval(torch.cat([stat(idx) for idx in _resampled(evidence.units, config)]), config.level)
+
+
 def classification_statistic(metric: str, topk: torch.Tensor, targets: torch.Tensor, num_classes: int):
     """Per-resample statistic for a classification metric, as a function of resampled indices."""
-    correct1 = (topk[:, 0] == targets).double()
-    correct5 = (topk[:, :5] == targets[:, None]).any(dim=1).double() if topk.shape[1] >= 5 else None
-    if metric == "acc1":
-        return lambda idx: correct1[idx].mean(dim=1)
-    if metric == "acc5":
-        return lambda idx: correct5[idx].mean(dim=1)
-    if metric == "mean_acc1_acc5":
-        return lambda idx: ((correct1 + correct5) / 2)[idx].mean(dim=1)
-    if metric == "mean_per_class_recall":
-        def per_class(idx):
-            out = []
-            for row in idx:
-                t, c = targets[row], correct1[row]
-                totals = torch.bincount(t, minlength=num_classes).double()
-                hits = torch.bincount(t, weights=c, minlength=num_classes)
-                present = totals > 0
-                out.append((hits[present] / totals[present]).mean())
-            return torch.stack(out)
-        return per_class
-    raise ValueError(f"no bootstrap for metric {metric!r}")
+    return statistic(METRICS.get(metric), ClassificationEvidence(topk, targets), (metric,), num_classes)
 
 
 def classification_interval(metric: str, topk: torch.Tensor, targets: torch.Tensor, num_classes: int,
                             config: BootstrapConfig) -> Optional[tuple[float, float]]:
-    if config.iterations <= 0 or len(targets) == 0:
-        return None
-    statistic = classification_statistic(metric, topk, targets, num_classes)
-    return _interval(torch.cat([statistic(idx) for idx in _resampled(len(targets), config)]), config.level)
+    return interval(metric, ClassificationEvidence(topk, targets), config, num_classes=num_classes)
 
 
 def retrieval_interval(t2i_ranks: torch.Tensor, text_to_image: list[int], i2t_ranks: torch.Tensor, ks: list[int],
-                       config: BootstrapConfig) -> Optional[tuple[float, float]]:
-    """Interval of mean_recall (mean of recall@k both ways), resampling images with their captions."""
-    if config.iterations <= 0:
-        return None
-    n_images = len(i2t_ranks)
-    owner = torch.tensor(text_to_image)
-    texts_per_image = torch.bincount(owner, minlength=n_images).double()
-    t2i_hits = {k: torch.bincount(owner, weights=(t2i_ranks < k).double(), minlength=n_images) for k in ks}
-    i2t_hits = {k: (i2t_ranks < k).double() for k in ks}
-    stats = []
-    for idx in _resampled(n_images, config):
-        recalls = [t2i_hits[k][idx].sum(dim=1) / texts_per_image[idx].sum(dim=1) for k in ks]
-        recalls += [i2t_hits[k][idx].mean(dim=1) for k in ks]
-        stats.append(torch.stack(recalls).mean(dim=0))
-    return _interval(torch.cat(stats), config.level)
+                       config: BootstrapConfig, metric: str = "mean_recall") -> Optional[tuple[float, float]]:
+    """Interval of a retrieval metric (default mean_recall, the mean of recall@k both ways at ``ks``),
+    resampling images with their captions."""
+    names = [f"{d}_retrieval_recall@{k}" for d in RECALL_DIRECTIONS for k in ks] + ["mean_recall"]
+    return interval(metric, RetrievalEvidence(t2i_ranks, text_to_image, i2t_ranks), config, names)
 
 
 # ---------------------------------------------------------------------------------------------------------------

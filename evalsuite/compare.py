@@ -27,21 +27,19 @@ Everything is computed from the two runs' ``<task>.predictions.csv`` files (eval
 from __future__ import annotations
 
 import csv
-import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
 from .bootstrap import BootstrapConfig, _interval
 from .errors import UserInputError
+from .metrics import AVERAGE, CLASSIFICATION, MEAN, METRICS, RECALL_DIRECTIONS, RETRIEVAL, Metric, recall_ks
 
 DEFAULT_ITERATIONS = 10_000
-MEAN_METRICS = ("acc1", "acc5", "mean_acc1_acc5")
-RECALL = re.compile(r"^(image|text)_retrieval_recall@(\d+)$")
 CHUNK = 500  # resamples drawn at once (memory: CHUNK x distinct records)
 CONSISTENCY = 1e-9  # recomputed primary metric vs the task CSV's value (fractions)
 
@@ -229,40 +227,59 @@ def _mean(column: int):
     return lambda w, u: w @ u[:, column] / w.sum(dim=1)
 
 
+def _statistic(metric: Metric, names: Sequence[str], column, size_column: int, label_column: int):
+    """(counts (R, m), records (m, f)) -> the metric on each resample, from its registry declaration: ``column``
+    maps a (value kind, k) to its records column, ``size_column`` holds a unit's query count (grouped values) and
+    ``label_column`` its class (per-class means)."""
+    if metric.aggregate == AVERAGE:
+        parts = [_statistic(p, names, column, size_column, label_column) for p in metric.parts_of(names)]
+        return lambda w, u: torch.stack([p(w, u) for p in parts]).mean(dim=0)
+    c = column(metric.values)
+    if metric.aggregate == MEAN and metric.grouped:  # queries go with their unit: ratio of the units' sums
+        return lambda w, u: w @ u[:, c] / (w @ u[:, size_column])
+    if metric.aggregate == MEAN:
+        return _mean(c)
+
+    def per_class(w, u):  # over the classes present in the resample, as bootstrap.py
+        # distinct_records sorts the records by label (the first column): each class is one run of columns,
+        # so its totals are differences of running sums at the runs' ends (exact: whole numbers in float64)
+        labels = u[:, label_column]
+        ends = torch.cat([(labels[1:] != labels[:-1]).nonzero().flatten(), torch.tensor([len(labels) - 1])])
+
+        def class_sums(x):
+            at_ends = x.cumsum(dim=1)[:, ends]
+            return torch.cat([at_ends[:, :1], at_ends[:, 1:] - at_ends[:, :-1]], dim=1)
+
+        totals, hits = class_sums(w), class_sums(w * u[:, c])
+        present = totals > 0
+        return (hits / totals.clamp(min=1)).sum(dim=1) / present.sum(dim=1)
+    return per_class
+
+
+def _registered(metric: str, family) -> Metric:
+    found = METRICS.find(metric)
+    if found is None or found.family is not family:
+        raise UserInputError(f"compare: no paired bootstrap for {family.name} metric {metric!r}")
+    return found
+
+
 def classification_statistic(metric: str, side: int):
     """(counts (R, m), records (m, 5)) -> the metric of run ``side`` (0: A, 1: B) on each resample. Records:
     label, A's correct1, A's correct5, B's correct1, B's correct5 (see classification_records)."""
-    c1, c5 = 1 + 2 * side, 2 + 2 * side
-    if metric == "acc1":
-        return _mean(c1)
-    if metric == "acc5":
-        return _mean(c5)
-    if metric == "mean_acc1_acc5":
-        return lambda w, u: (_mean(c1)(w, u) + _mean(c5)(w, u)) / 2
-    if metric == "mean_per_class_recall":  # over the classes present in the resample, as bootstrap.py
+    columns = {("correct", 1): 1 + 2 * side, ("correct", 5): 2 + 2 * side}
 
-        def per_class(w, u):
-            # distinct_records sorts the records by label (the first column): each class is one run of columns,
-            # so its totals are differences of running sums at the runs' ends (exact: whole numbers in float64)
-            labels = u[:, 0]
-            ends = torch.cat([(labels[1:] != labels[:-1]).nonzero().flatten(), torch.tensor([len(labels) - 1])])
-
-            def class_sums(x):
-                at_ends = x.cumsum(dim=1)[:, ends]
-                return torch.cat([at_ends[:, :1], at_ends[:, 1:] - at_ends[:, :-1]], dim=1)
-
-            totals, hits = class_sums(w), class_sums(w * u[:, c1])
-            present = totals > 0
-            return (hits / totals.clamp(min=1)).sum(dim=1) / present.sum(dim=1)
-        return per_class
-    raise UserInputError(f"compare: no paired bootstrap for classification metric {metric!r}")
+    def column(values):
+        if values not in columns:
+            raise UserInputError(f"compare: predictions files hold correct@1 and correct@5, not {metric!r}")
+        return columns[values]
+    return _statistic(_registered(metric, CLASSIFICATION), (metric,), column, size_column=-1, label_column=0)
 
 
 def classification_records(metric: str, labels: torch.Tensor, a: tuple, b: tuple) -> torch.Tensor:
     """(n, 5): label, A's correct1 and correct5, B's correct1 and correct5 (paired samples). The label column is
     0 unless the metric needs it (per-class recall), so that accuracies have at most 16 distinct records."""
-    label_column = labels.double() if metric == "mean_per_class_recall" else torch.zeros(len(labels),
-                                                                                           dtype=torch.double)
+    needs_labels = _registered(metric, CLASSIFICATION).needs_labels((metric,))
+    label_column = labels.double() if needs_labels else torch.zeros(len(labels), dtype=torch.double)
     return torch.stack([label_column, a[0], a[1], b[0], b[1]], dim=1)
 
 
@@ -278,20 +295,16 @@ def retrieval_statistic(metric: str, side: int, ks: list[int]):
     """(counts (R, m), records (m, f)) -> the metric of run ``side`` on each resample of images (captions go with
     their image: text->image recall is over the resampled images' captions)."""
     base = 1 + 2 * len(ks) * side
+    offset = {"t2i_hit": 0, "i2t_hit": len(ks)}
 
-    def recall(direction: str, k: int):
-        j = ks.index(k)
-        if direction == "image":  # text -> image
-            return lambda w, u: w @ u[:, base + j] / (w @ u[:, 0])
-        return _mean(base + len(ks) + j)
-
-    if metric == "mean_recall":
-        parts = [recall(d, k) for d in ("image", "text") for k in ks]
-        return lambda w, u: torch.stack([p(w, u) for p in parts]).mean(dim=0)
-    match = RECALL.match(metric)
-    if match and int(match.group(2)) in ks:
-        return recall(match.group(1), int(match.group(2)))
-    raise UserInputError(f"compare: no paired bootstrap for retrieval metric {metric!r}")
+    def column(values):
+        kind, k = values
+        if k not in ks:
+            raise UserInputError(f"compare: no paired bootstrap for retrieval metric {metric!r} (recall@k at"
+                                 f" {ks} only)")
+        return base + offset[kind] + ks.index(k)
+    names = [f"{d}_retrieval_recall@{k}" for d in RECALL_DIRECTIONS for k in ks] + ["mean_recall"]
+    return _statistic(_registered(metric, RETRIEVAL), names, column, size_column=0, label_column=-1)
 
 
 def task_seed(seed: int, task: str) -> int:
@@ -357,7 +370,7 @@ def suite_difference(suite: str, members: list[Difference], level: float) -> Dif
 
 
 def _ks(rows: list[dict]) -> list[int]:
-    return sorted({int(m.group(2)) for r in rows if (m := RECALL.match(r["metric"]))})
+    return recall_ks(r["metric"] for r in rows)
 
 
 def _check_value(task: str, side: str, folder: Path, recomputed: float, row: dict) -> None:

@@ -9,11 +9,12 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 from ..config import TaskSpec
 from ..data import SOURCES
 from ..errors import ConfigError, DatasetUnavailableError
+from ..metrics import MetricSet
 
 if TYPE_CHECKING:
     from ..data.base import Samples, SourceContext
@@ -62,17 +63,19 @@ class TaskResult:
 class Task(ABC):
     """One dataset evaluated one way. Constructed from its spec; validation happens in ``__init__``."""
 
-    allowed_metrics: tuple[str, ...] = ()
+    # the metrics this type computes: names and patterns of the metric registry (evalsuite/metrics.py), e.g.
+    # METRICS.select("acc1", "acc5"); a task's YAML ``metrics`` must be among them
+    metric_set: ClassVar[MetricSet] = MetricSet()
     fixed_resize: Optional[str] = None  # a protocol that prescribes the resize (retrieval: squash) ignores --transform
 
     def __init__(self, spec: TaskSpec, include_paths=()) -> None:
         self.spec = spec
         self.include_paths = include_paths
-        unknown = [m for m in spec.metrics if m not in self.allowed_metrics]
+        unknown = self.metric_set.unknown(spec.metrics)
         if unknown:
             raise ConfigError(
                 f"{spec.file}: metrics {unknown} are not computed by task type {spec.type!r};"
-                f" allowed: {', '.join(self.allowed_metrics)}"
+                f" allowed: {self.metric_set.allowed()}"
             )
         self.sources = [SOURCES.get(source.kind)(spec, source) for source in spec.sources]
         self.data_identity: Optional[str] = None  # set by prepare(): which samples, labels and files were found

@@ -7,11 +7,12 @@ import random
 from ..data.base import SourceContext
 from ..errors import ConfigError, DatasetUnavailableError
 from ..encoding.requests import ClassifierRequest, Encoded, ImageRequest, TaskInputs
+from ..metrics import METRICS
 from ..prompts import load_prompt_bank
 from ..results import COUNT_MISMATCHES, count_status
 from .base import RunContext, Task, TaskResult
 
-CLASSIFICATION_METRICS = ("acc1", "acc5", "mean_per_class_recall")
+CLASSIFICATION_METRICS = METRICS.select("acc1", "acc5", "mean_per_class_recall")
 
 
 def subset_indices(n: int, limit: int) -> list[int]:
@@ -22,7 +23,7 @@ def subset_indices(n: int, limit: int) -> list[int]:
 
 
 class ClassificationTask(Task):
-    allowed_metrics = CLASSIFICATION_METRICS
+    metric_set = CLASSIFICATION_METRICS
 
     def __init__(self, spec, include_paths=()) -> None:
         super().__init__(spec, include_paths)

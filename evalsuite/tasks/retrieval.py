@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from ..encoding.requests import Encoded, ImageRequest, TaskInputs, TextRequest
 from ..errors import ConfigError, DatasetUnavailableError
+from ..metrics import METRICS, recall_ks
 from ..results import COUNT_MISMATCHES, count_status
 from .base import RunContext, Task, TaskResult
 from .classification import subset_indices
@@ -14,21 +14,17 @@ from .classification import subset_indices
 if TYPE_CHECKING:
     from ..data.captions import CaptionedSamples
 
-RECALL = re.compile(r"^(image|text)_retrieval_recall@(\d+)$")
+RETRIEVAL_METRICS = METRICS.select("image_retrieval_recall@K", "text_retrieval_recall@K", "mean_recall")
 SCORE_BLOCK = 512  # queries scored at once: memory is a few SCORE_BLOCK x gallery-size buffers
 
 
 class ZeroShotRetrievalTask(Task):
     fixed_resize = "squash"  # the EVA-CLIP protocol resizes retrieval images directly to the square size
+    metric_set = RETRIEVAL_METRICS
 
     def __init__(self, spec, include_paths=()) -> None:
-        bad = [m for m in spec.metrics if m != "mean_recall" and not RECALL.match(m)]
-        if bad:
-            raise ConfigError(f"{spec.file}: retrieval metrics are image_retrieval_recall@K,"
-                              f" text_retrieval_recall@K and mean_recall; got {bad}")
-        self.allowed_metrics = tuple(spec.metrics)
         super().__init__(spec, include_paths)
-        self.ks = sorted({int(RECALL.match(m).group(2)) for m in spec.metrics if RECALL.match(m)})
+        self.ks = recall_ks(spec.metrics)
         if not self.ks:
             raise ConfigError(f"{spec.file}: name at least one recall@K metric")
         for direction in ("image", "text"):
@@ -82,9 +78,9 @@ class ZeroShotRetrievalTask(Task):
         text_features = encoded.texts[rows]
         metrics, t2i, i2t = retrieval_metrics(images.features, text_features, text_to_image, self.ks,
                                               SCORE_BLOCK)
-        interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
-                                      BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed))
         primary = self.spec.primary_metric
+        interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
+                                      BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed), primary)
         expected, expected_texts = self.spec.expected_num_samples, self.spec.expected_num_texts
         status = count_status(len(kept), expected, request.partial, len(rows), expected_texts)
         warnings = list(self.listing_warnings)
@@ -98,7 +94,7 @@ class ZeroShotRetrievalTask(Task):
             seconds=0.0,  # set by Task.evaluate
             images_per_second=len(kept) / images.seconds if images.seconds > 0 else float("nan"),
             partial=request.partial, warnings=warnings, transform=self.fixed_resize,
-            intervals={primary: interval} if interval and primary == "mean_recall" else {},
+            intervals={primary: interval} if interval else {},
             predictions_csv=retrieval_predictions_csv([samples.names[i] for i in kept], text_to_image, t2i, i2t),
             expected_num_samples=expected, expected_num_texts=expected_texts, count_status=status,
         )

@@ -13,7 +13,7 @@ VIDEO_SOURCE_KINDS = ("video_folder", "synthetic_clips")
 
 
 class VideoMiddleFrameTask(ClassificationTask):
-    allowed_metrics = CLASSIFICATION_METRICS + ("mean_acc1_acc5",)
+    metric_set = CLASSIFICATION_METRICS + ("mean_acc1_acc5",)
 
     def __init__(self, spec, include_paths=()) -> None:
         super().__init__(spec, include_paths)
