@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, UserInputError
 from .registry import did_you_mean
 from .yamlio import LineDict, load_yaml
 
@@ -126,24 +126,36 @@ class SourceSpec:
     args: dict = field(default_factory=dict)
 
 
+TYPE_ARGUMENT = {"type_argument": True}  # field metadata: an argument of some task types, checked by the type's Args
+
+
 @dataclass(frozen=True)
 class TaskSpec:
+    """A task file. The fields every task has, plus its task type's arguments: the built-in types' arguments
+    (``classnames``, ``templates``, ``num_classes``, ``expected_num_texts``; marked TYPE_ARGUMENT) stay top-level
+    fields, so existing files and ``as_dict()`` (the fingerprint) are unchanged; a type's further arguments go under
+    ``args``. Which of them a type takes, their types and defaults are the type's ``Args`` dataclass
+    (``type_arguments``), as a source kind's are; ``metrics`` and ``primary_metric`` default to the type's
+    ``default_metrics`` / ``default_primary_metric`` (``with_type_defaults``)."""
+
     name: str
     type: str
     version: int
     # one source, or alternatives tried in order (e.g. a local export first, then a downloader); the first
     # whose data is found is used and named in the log
     source: Union[SourceSpec, list[SourceSpec]]
-    metrics: list[str]
-    primary_metric: str
-    classnames: Optional[str] = None
-    templates: Optional[str] = None
-    num_classes: Optional[int] = None
+    metrics: Optional[list[str]] = None  # None: the task type's default_metrics (filled in by load_task_spec)
+    primary_metric: Optional[str] = None  # None: the task type's default_primary_metric
+    classnames: Optional[str] = field(default=None, metadata=TYPE_ARGUMENT)
+    templates: Optional[str] = field(default=None, metadata=TYPE_ARGUMENT)
+    num_classes: Optional[int] = field(default=None, metadata=TYPE_ARGUMENT)
     tags: list[str] = field(default_factory=list)
     expected_num_samples: Optional[int] = None
-    expected_num_texts: Optional[int] = None  # retrieval: captions of the protocol's gallery (COCO 5k: 25,010)
+    # retrieval: captions of the protocol's gallery (COCO 5k: 25,010)
+    expected_num_texts: Optional[int] = field(default=None, metadata=TYPE_ARGUMENT)
     description: str = ""
     notes: str = ""
+    args: dict = field(default_factory=dict)  # the task type's arguments that are no field here (its Args)
     file: str = ""  # set by the loader, not read from YAML
 
     @property
@@ -153,7 +165,58 @@ class TaskSpec:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("file")
+        if not d["args"]:  # absent when empty, so the fingerprints of tasks without type args stay as they were
+            d.pop("args")
         return d
+
+
+def type_argument_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(TaskSpec) if f.metadata.get("type_argument")]
+
+
+def type_arguments(spec: TaskSpec, args_cls: type) -> Any:
+    """The task type's ``Args`` dataclass built from ``spec``: its TYPE_ARGUMENT fields that are set and its
+    ``args`` mapping. ConfigError for a type argument the type does not take, a missing required one, a TaskSpec
+    field given under ``args``, or a wrong type (naming the file)."""
+    own = [f.name for f in dataclasses.fields(args_cls)]
+    listed = ", ".join(own) or "none"
+    given = {name: getattr(spec, name) for name in type_argument_fields() if getattr(spec, name) is not None}
+    for name in given:
+        if name not in own:
+            raise ConfigError(f"{spec.file}: key {name!r} is not an argument of task type {spec.type!r}"
+                              f" (its arguments: {listed})")
+    for name in spec.args:
+        if name in {f.name for f in dataclasses.fields(TaskSpec)}:
+            raise ConfigError(f"{spec.file}: args: {name!r} is a task-file key; give it at the top level, not"
+                              " under args")
+    for f in dataclasses.fields(args_cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in given and f.name not in spec.args:
+            where = "" if f.name in type_argument_fields() else " under args"
+            raise ConfigError(f"{spec.file}: task type {spec.type!r} needs {f.name!r}{where} (its arguments:"
+                              f" {listed})")
+    return from_mapping(args_cls, {**given, **spec.args}, f"{spec.file} (task type {spec.type!r} args)")
+
+
+def with_type_defaults(spec: TaskSpec, task_type: type, where: str = "") -> TaskSpec:
+    """``spec`` with ``metrics`` / ``primary_metric`` it omits taken from the task type's ``default_metrics`` /
+    ``default_primary_metric``; unchanged when it states both."""
+    if spec.metrics is not None and spec.primary_metric is not None:
+        return spec
+    where = where or spec.file
+    metrics = spec.metrics
+    if metrics is None:
+        metrics = list(getattr(task_type, "default_metrics", ()))
+        if not metrics:
+            raise ConfigError(f"{where}: missing required key 'metrics' (task type {spec.type!r} has no default"
+                              " metrics)")
+    primary = spec.primary_metric
+    if primary is None:
+        primary = getattr(task_type, "default_primary_metric", None)
+        if primary is None or primary not in metrics:
+            default = f"its default {primary!r} is not among metrics {metrics}" if primary else "it has no default"
+            raise ConfigError(f"{where}: missing key 'primary_metric' (task type {spec.type!r}: {default})")
+    return dataclasses.replace(spec, metrics=metrics, primary_metric=primary)
 
 
 @dataclass(frozen=True)
@@ -187,6 +250,15 @@ def load_named_spec(cls: type, path: Path, kind: str):
 
 def load_task_spec(path: Path) -> TaskSpec:
     spec, data = load_named_spec(TaskSpec, path, "task")
+    if spec.metrics is None or spec.primary_metric is None:  # the task type's defaults (only then is it imported)
+        from .tasks import TASK_TYPES
+
+        where = f"{path}:{data.line_of('type')}"
+        try:
+            task_type = TASK_TYPES.get(spec.type)
+        except UserInputError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        spec = with_type_defaults(spec, task_type, str(path))
     if not spec.sources:
         raise ConfigError(f"{path}:{data.line_of('source')}: source must name at least one data source")
     if spec.version < 1:

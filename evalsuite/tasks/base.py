@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Optional
 
-from ..config import TaskSpec
+from ..config import TaskSpec, type_arguments, with_type_defaults
 from ..data import SOURCES
 from ..errors import ConfigError, DatasetUnavailableError
 from ..metrics import MetricSet
@@ -32,6 +32,11 @@ class RunContext:
     bootstrap_iterations: int = 1000  # resamples for the primary metric's confidence interval (0: none)
     bootstrap_seed: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalsuite"))
+
+
+@dataclass(frozen=True)
+class NoArgs:
+    """A task type that takes no arguments beyond those every task file has."""
 
 
 @dataclass
@@ -66,9 +71,16 @@ class Task(ABC):
     # the metrics this type computes: names and patterns of the metric registry (evalsuite/metrics.py), e.g.
     # METRICS.select("acc1", "acc5"); a task's YAML ``metrics`` must be among them
     metric_set: ClassVar[MetricSet] = MetricSet()
+    # what a task file omitting ``metrics`` / ``primary_metric`` gets (config.with_type_defaults)
+    default_metrics: ClassVar[tuple[str, ...]] = ()
+    default_primary_metric: ClassVar[Optional[str]] = None
+    # the type's YAML arguments (config.type_arguments): a dataclass, as a source kind's ``Args``; built as
+    # ``self.args``. Built-in types' arguments are top-level TaskSpec fields, a new type's go under ``args:``
+    Args: ClassVar[type] = NoArgs
     fixed_resize: Optional[str] = None  # a protocol that prescribes the resize (retrieval: squash) ignores --transform
 
     def __init__(self, spec: TaskSpec, include_paths=()) -> None:
+        spec = with_type_defaults(spec, type(self))  # a spec built in code may leave them to the type
         self.spec = spec
         self.include_paths = include_paths
         unknown = self.metric_set.unknown(spec.metrics)
@@ -77,6 +89,7 @@ class Task(ABC):
                 f"{spec.file}: metrics {unknown} are not computed by task type {spec.type!r};"
                 f" allowed: {self.metric_set.allowed()}"
             )
+        self.args = type_arguments(spec, self.Args)
         self.sources = [SOURCES.get(source.kind)(spec, source) for source in spec.sources]
         self.data_identity: Optional[str] = None  # set by prepare(): which samples, labels and files were found
         self.data_root: Optional[str] = None  # set by prepare(): the resolved dataset folder (run.json)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from ..data.base import SourceContext
-from ..errors import ConfigError, DatasetUnavailableError
+from ..errors import DatasetUnavailableError
 from ..encoding.requests import ClassifierRequest, Encoded, ImageRequest, TaskInputs
 from ..metrics import METRICS
 from ..prompts import load_prompt_bank
@@ -22,14 +23,22 @@ def subset_indices(n: int, limit: int) -> list[int]:
     return sorted(random.Random(0).sample(range(n), limit))
 
 
+@dataclass(frozen=True)
+class ClassificationArgs:
+    classnames: str  # prompts/classnames/<name>.yaml
+    templates: str  # prompts/templates/<name>.yaml
+    num_classes: int  # checked against the classnames file
+
+
 class ClassificationTask(Task):
     metric_set = CLASSIFICATION_METRICS
+    default_metrics = ("acc1", "acc5", "mean_per_class_recall")
+    default_primary_metric = "acc1"
+    Args = ClassificationArgs
 
     def __init__(self, spec, include_paths=()) -> None:
         super().__init__(spec, include_paths)
-        self.bank = load_prompt_bank(spec, include_paths)
-        if spec.num_classes is None:
-            raise ConfigError(f"{spec.file}: classification tasks must state num_classes")
+        self.bank = load_prompt_bank(self.spec, include_paths)
 
     def fingerprint_payload(self) -> dict:
         return dict(super().fingerprint_payload(), prompts=self.bank.digest)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 from ..encoding.requests import Encoded, ImageRequest, TaskInputs, TextRequest
 from ..errors import ConfigError, DatasetUnavailableError
@@ -18,12 +19,22 @@ RETRIEVAL_METRICS = METRICS.select("image_retrieval_recall@K", "text_retrieval_r
 SCORE_BLOCK = 512  # queries scored at once: memory is a few SCORE_BLOCK x gallery-size buffers
 
 
+@dataclass(frozen=True)
+class RetrievalArgs:
+    expected_num_texts: Optional[int] = None  # captions of the protocol's gallery (COCO 5k: 25,010)
+
+
 class ZeroShotRetrievalTask(Task):
     fixed_resize = "squash"  # the EVA-CLIP protocol resizes retrieval images directly to the square size
     metric_set = RETRIEVAL_METRICS
+    default_metrics = tuple(f"{d}_retrieval_recall@{k}" for d in ("image", "text") for k in (1, 5, 10)) + (
+        "mean_recall",)
+    default_primary_metric = "mean_recall"
+    Args = RetrievalArgs
 
     def __init__(self, spec, include_paths=()) -> None:
         super().__init__(spec, include_paths)
+        spec = self.spec
         self.ks = recall_ks(spec.metrics)
         if not self.ks:
             raise ConfigError(f"{spec.file}: name at least one recall@K metric")
@@ -81,7 +92,7 @@ class ZeroShotRetrievalTask(Task):
         primary = self.spec.primary_metric
         interval = retrieval_interval(t2i, text_to_image, i2t, self.ks,
                                       BootstrapConfig(ctx.bootstrap_iterations, ctx.bootstrap_seed), primary)
-        expected, expected_texts = self.spec.expected_num_samples, self.spec.expected_num_texts
+        expected, expected_texts = self.spec.expected_num_samples, self.args.expected_num_texts
         status = count_status(len(kept), expected, request.partial, len(rows), expected_texts)
         warnings = list(self.listing_warnings)
         if status in COUNT_MISMATCHES:

@@ -14,6 +14,7 @@ VIDEO_SOURCE_KINDS = ("video_folder", "synthetic_clips")
 
 class VideoMiddleFrameTask(ClassificationTask):
     metric_set = CLASSIFICATION_METRICS + ("mean_acc1_acc5",)
+    default_metrics = ("acc1", "acc5", "mean_acc1_acc5")
 
     def __init__(self, spec, include_paths=()) -> None:
         super().__init__(spec, include_paths)
