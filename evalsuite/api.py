@@ -177,7 +177,8 @@ def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
                 raise
             return results
         results = _collect(runner.model_dir, started)
-        assert results is not None, "a finished run writes run.json"
+        if results is None:  # a finished run always writes run.json: its absence is a bug, not bad input
+            raise RuntimeError(f"evaluate: the run finished but wrote no {runner.model_dir / 'run.json'}")
         return results
     finally:
         if adapter is not None:

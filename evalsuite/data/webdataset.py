@@ -398,10 +398,8 @@ class WebdatasetCaptionsSource(DataSource):
             for sample in index_shard(shard):
                 items.append(image_member(shard, sample))
                 names.append(found.name(shard, sample.key))
-                if "txt" not in sample.texts:
-                    raise DatasetUnavailableError(f"{shard}: sample {sample.key!r} has no .txt captions"
-                                                  f" (members: {sorted(sample.members)})")
-                texts = [t.strip() for t in decode_text(shard, sample, "txt").splitlines()]  # CLIP_benchmark's split
+                # CLIP_benchmark's split into captions
+                texts = [t.strip() for t in member_text(shard, sample, "txt", "captions").splitlines()]
                 if not any(texts):
                     raise DatasetUnavailableError(f"{shard}: sample {sample.key!r} has no caption")
                 captions.append(texts)
@@ -462,10 +460,7 @@ class WebdatasetSource(WebdatasetCaptionsSource):
             for sample in index_shard(shard):
                 items.append(image_member(shard, sample))
                 names.append(found.name(shard, sample.key))
-                if "cls" not in sample.texts:
-                    raise DatasetUnavailableError(f"{shard}: sample {sample.key!r} has no .cls label"
-                                                  f" (members: {sorted(sample.members)})")
-                text = decode_text(shard, sample, "cls").strip()
+                text = member_text(shard, sample, "cls", "label").strip()
                 if not (text.isascii() and text.isdigit()) or int(text) >= num_classes:
                     raise DatasetUnavailableError(f"{shard}: sample {sample.key!r} has label {text[:20]!r}, not a"
                                                   f" class index 0..{num_classes - 1}")
@@ -482,6 +477,14 @@ def image_member(shard: Path, sample: ShardSample) -> TarMember:
         raise DatasetUnavailableError(f"{shard}: sample {sample.key!r} has no image ({'/'.join(IMAGE_SUFFIXES)};"
                                       f" members: {sorted(sample.members)})")
     return sample.members[suffix]
+
+
+def member_text(shard: Path, sample: ShardSample, suffix: str, what: str) -> str:
+    """The sample's ``.<suffix>`` member as text; a sample without it is an error naming shard and key."""
+    if suffix not in sample.texts:
+        raise DatasetUnavailableError(f"{shard}: sample {sample.key!r} has no .{suffix} {what}"
+                                      f" (members: {sorted(sample.members)})")
+    return decode_text(shard, sample, suffix)
 
 
 def decode_text(shard: Path, sample: ShardSample, suffix: str) -> str:
