@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--tag", help="with tasks: only tasks carrying this tag")
     ls.add_argument("--include-path", type=Path, action="append", default=[])
 
-    prep = sub.add_parser("prepare", help="download/convert datasets where possible, else say exactly how; verify counts")
+    prep = sub.add_parser("prepare",
+                          help="download/convert datasets where possible, else say exactly how; verify counts")
     prep.add_argument("tasks", type=_task_list, help="task names, suites, tag:TAG, globs or all (comma-separated)")
     prep.add_argument("--data-root", type=Path, default=None,
                       help="where datasets live (default $EVALSUITE_DATA_ROOT or ~/.cache/evalsuite/data)")
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("run_dir", type=Path, help="results/<model>/ or a folder of such folders")
     agg.add_argument("--format", choices=("md", "csv"), default="md")
     agg.add_argument("--reference", help="a report id of the reference table (evalsuite check lists them)")
-    agg.add_argument("--reference-file", type=Path, help="another reference table CSV (default: every table in results/reference/)")
+    agg.add_argument("--reference-file", type=Path,
+                     help="another reference table CSV (default: every table in results/reference/)")
     agg.add_argument("--out", type=Path, help="also write the table to this file")
     agg.add_argument("--plot", type=Path,
                      help="PNG: with --reference, each run minus the reference per task (pp) with the tolerance band"
@@ -224,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("site"),
                      help="folder for index.html, the model pages and their PNGs (default: site)")
     rep.add_argument("--reference", help="a report id: colour cells by their delta to it and plot the deltas")
-    rep.add_argument("--reference-file", type=Path, help="another reference table CSV (default: every table in results/reference/)")
+    rep.add_argument("--reference-file", type=Path,
+                     help="another reference table CSV (default: every table in results/reference/)")
     rep.add_argument("--include-path", type=Path, action="append", default=[])
 
     cmp = sub.add_parser("compare", help="paired bootstrap comparison of two runs on the same samples: per task and"
@@ -499,7 +502,9 @@ def cmd_compare(args) -> int:
                                  f" ({', '.join(r.folder.name for r in found)}); give one results/<model>/ folder")
         runs += found
     suites = {s: catalog.suite_members(s) for s in catalog.suites if s != "all"}
-    comparison = compare_runs(runs[0], runs[1], suites, BootstrapConfig(args.iterations, args.seed), args.tasks)
+    member_metrics = {s: spec.member_metrics for s, spec in catalog.suites.items() if spec.member_metrics}
+    comparison = compare_runs(runs[0], runs[1], suites, BootstrapConfig(args.iterations, args.seed), args.tasks,
+                              member_metrics)
     print(format_table(comparison, args.fail_if_worse), end="")
     if args.out:
         from .results import atomic_write_text

@@ -392,14 +392,26 @@ def _notes(row_a: dict, row_b: dict) -> list[str]:
     return notes
 
 
+def _metric_row(task: str, side: str, rows: list[dict], metric: str) -> dict:
+    row = next((r for r in rows if r["metric"] == metric), None)
+    if row is None:
+        raise UserInputError(f"task {task}: run {side} has no {metric} row (its metrics:"
+                             f" {', '.join(r['metric'] for r in rows)})")
+    return row
+
+
 def compare_task(task: str, folder_a: Path, rows_a: list[dict], folder_b: Path, rows_b: list[dict],
-                 config: BootstrapConfig) -> Difference:
-    """One task's paired difference from the two runs' predictions (task CSV rows as results.read_task_csv)."""
-    row_a = next(r for r in rows_a if r["is_primary"])
-    row_b = next(r for r in rows_b if r["is_primary"])
-    metric = row_a["metric"]
-    if row_b["metric"] != metric:
-        raise UserInputError(f"task {task}: the primary metric is {metric} in A and {row_b['metric']} in B")
+                 config: BootstrapConfig, metric: Optional[str] = None) -> Difference:
+    """One task's paired difference from the two runs' predictions (task CSV rows as results.read_task_csv), in
+    ``metric`` (default: the primary metric, which must be the same in both)."""
+    if metric is None:
+        row_a = next(r for r in rows_a if r["is_primary"])
+        row_b = next(r for r in rows_b if r["is_primary"])
+        metric = row_a["metric"]
+        if row_b["metric"] != metric:
+            raise UserInputError(f"task {task}: the primary metric is {metric} in A and {row_b['metric']} in B")
+    else:
+        row_a, row_b = _metric_row(task, "A", rows_a, metric), _metric_row(task, "B", rows_b, metric)
     pred_a = read_predictions(folder_a / f"{task}.predictions.csv")
     pred_b = read_predictions(folder_b / f"{task}.predictions.csv")
     if type(pred_a) is not type(pred_b):
@@ -420,7 +432,8 @@ def compare_task(task: str, folder_a: Path, rows_a: list[dict], folder_b: Path, 
     _check_value(task, "A", folder_a, value_a, row_a)
     _check_value(task, "B", folder_b, value_b, row_b)
     # the CSV values (full precision) are the reported ones; the recomputed equal them within CONSISTENCY
-    return summarize(task, metric, len(records), row_a["value"], row_b["value"], diffs, config.level, notes=_notes(row_a, row_b))
+    return summarize(task, metric, len(records), row_a["value"], row_b["value"], diffs, config.level,
+                     notes=_notes(row_a, row_b))
 
 
 @dataclass
@@ -440,9 +453,11 @@ class Comparison:
 
 
 def compare_runs(run_a, run_b, suites: dict[str, list[str]], config: BootstrapConfig,
-                 tasks: Optional[list[str]] = None) -> Comparison:
+                 tasks: Optional[list[str]] = None,
+                 member_metrics: Optional[dict[str, dict[str, str]]] = None) -> Comparison:
     """``run_a``/``run_b``: report.ModelRun. Every task both hold (or ``tasks``), then each suite of ``suites``
-    whose members were all compared."""
+    whose members were all compared. A suite averages each member's primary metric unless ``member_metrics[suite]``
+    names another one for it (as the suite's mean in suites.csv does)."""
     if tasks:
         missing = [f"{t} (not in {side})" for t in tasks for side, run in (("A", run_a), ("B", run_b))
                    if t not in run.tasks]
@@ -454,9 +469,21 @@ def compare_runs(run_a, run_b, suites: dict[str, list[str]], config: BootstrapCo
     if not names:
         raise UserInputError(f"compare: {run_a.folder} and {run_b.folder} have no task in common")
     diffs = [compare_task(t, run_a.folder, run_a.tasks[t], run_b.folder, run_b.tasks[t], config) for t in names]
-    by_name = {d.name: d for d in diffs}
-    suite_diffs = [suite_difference(s, [by_name[m] for m in members], config.level)
-                   for s, members in suites.items() if members and all(m in by_name for m in members)]
+    by_name = {(d.name, d.metric): d for d in diffs}
+    primary = {d.name: d.metric for d in diffs}
+    suite_diffs = []
+    for suite, members in suites.items():
+        if not members or not all(m in primary for m in members):
+            continue
+        chosen = (member_metrics or {}).get(suite, {})
+        parts = []
+        for member in members:
+            metric = chosen.get(member, primary[member])
+            if (member, metric) not in by_name:
+                by_name[member, metric] = compare_task(member, run_a.folder, run_a.tasks[member], run_b.folder,
+                                                       run_b.tasks[member], config, metric)
+            parts.append(by_name[member, metric])
+        suite_diffs.append(suite_difference(suite, parts, config.level))
     return Comparison(run_a.folder, run_b.folder, run_a.model, run_b.model, config, diffs, suite_diffs,
                       sorted(set(run_a.tasks) - set(run_b.tasks)) if not tasks else [],
                       sorted(set(run_b.tasks) - set(run_a.tasks)) if not tasks else [])

@@ -38,7 +38,7 @@ METRICS = {
     "mean_per_class_recall": ("mean_per_class_recall", "Mean per-class recall"),
     "mean_acc1_acc5": ("mean_acc1_acc5", "Mean of top-1 and top-5 accuracy"),
     "mean_recall": ("mean_recall", "Mean recall (recall@k both ways, averaged)"),
-    "mean_primary": ("mean_primary", "Mean of the members' primary metrics"),
+    "mean_primary": ("mean_primary", "Mean over the members (each its primary metric unless the suite names another)"),
 }
 
 
@@ -67,7 +67,8 @@ def run_suites(run: ModelRun, catalog: Catalog) -> list[str]:
 
 def _task_object(rows: list[dict]) -> dict:
     primary = next(r for r in rows if r["is_primary"])
-    intervals = {r["metric"]: {"low": r["ci_low"], "high": r["ci_high"], "level": 0.95, "method": "percentile bootstrap"}
+    intervals = {r["metric"]: {"low": r["ci_low"], "high": r["ci_high"], "level": 0.95,
+                               "method": "percentile bootstrap"}
                  for r in rows if r["ci_low"] is not None and r["ci_high"] is not None}
     return {
         "primary_metric": primary["metric"], "value": primary["value"],
