@@ -6,9 +6,11 @@ folders (the size the README's decode figures refer to). evalsuite's figure is t
 (decode in DataLoader workers + transform + encode, as the CSV records it); the forward figure encodes the
 pre-decoded tensors in the same batch size. This shared 2-core VM drifts by +-15% from one minute to the next, so
 the two are measured alternately (forward, run, forward, run, ..., forward), each run's ratio is taken against
-the mean of the forward passes either side of it, and the median ratio is reported. Target on CPU: >= 0.9.
+the mean of the forward passes either side of it, and the median ratio is reported. Target: >= 0.97 with the
+default (exact, ``pil``) decoder. On a CPU the decoding worker shares the cores with the forward pass, so the
+ratio there is bounded by the forward's idle share, not by the pipeline.
 
-    python benchmarks/throughput.py [--images 256 --batch-size 32 --workers N --rounds 4]
+    python benchmarks/throughput.py [--images 256 --batch-size 32 --workers N --rounds 6]
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -120,7 +122,7 @@ def main() -> None:
         print(f"{round_:5d}  {before:19.1f}  {run:13.1f}  {after:18.1f}  {ratio:5.2f}")
     print(f"evalsuite run (decode + transform + encode), median: {statistics.median(pipeline):.1f} images/s")
     print(f"pure forward on pre-decoded tensors, median:         {statistics.median(forward):.1f} images/s")
-    print(f"ratio (median of the rounds): {statistics.median(ratios):.2f} (target >= 0.9 on CPU)")
+    print(f"ratio (median of the rounds): {statistics.median(ratios):.2f} (target >= 0.97)")
 
 if __name__ == "__main__":
     main()
