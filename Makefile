@@ -28,7 +28,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check --select F,E9 --line-length 120 evalsuite tests benchmarks
+	$(VENV)/bin/ruff check evalsuite tests benchmarks
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

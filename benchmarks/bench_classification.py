@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -60,7 +61,7 @@ def main() -> None:
     task = build_task(Catalog.load().tasks["demo_shapes"])
     for workers in (0, 1):
         encoder = Encoder.for_model(model, EncoderSettings(batch_size=128, workers=workers))
-        t, result = timed(lambda: task.evaluate(encoder, RunContext(data_root=Path("."))))
+        t, result = timed(partial(task.evaluate, encoder, RunContext(data_root=Path("."))))
         print(f"demo_shapes end to end, workers={workers}: {t:.2f} s, {result.images_per_second:.0f} images/s")
 
 

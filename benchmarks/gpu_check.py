@@ -118,7 +118,8 @@ def evalsuite_pieces():
         from evalsuite.models.eva_native import EvaClipConfig, build_eva_clip
         from evalsuite.models.tiny import TINY_MODEL_CFG, TINY_PREPROCESS_CFG
     except ImportError as exc:
-        raise SystemExit(f"gpu_check: an evalsuite piece moved ({exc}); update evalsuite_pieces() in {__file__}")
+        raise SystemExit(f"gpu_check: an evalsuite piece moved ({exc}); "
+                         f"update evalsuite_pieces() in {__file__}") from exc
     if tuple(PRECISIONS) != MODES:
         raise SystemExit(f"gpu_check: evalsuite's precision modes are now {PRECISIONS}; this script knows {MODES}")
     return argparse.Namespace(

@@ -38,6 +38,7 @@ def load_model(name_or_path: str, *, arch: Optional[str] = None, device: str = "
     checkpoint path (then ``arch`` is a card name or an upstream-format config JSON). ``precision`` defaults to
     the card's on CUDA and fp32 on CPU.
     """
-    from .models.loading import load_model as _load, resolve_card
+    from .models.loading import load_model as _load
+    from .models.loading import resolve_card
 
     return _load(resolve_card(name_or_path, weights, include_paths, arch=arch), device=device, precision=precision)

@@ -17,8 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .metrics import (AVERAGE, MEAN, METRICS, RECALL_DIRECTIONS, ClassificationEvidence, Metric,
-                      RetrievalEvidence)
+from .metrics import AVERAGE, MEAN, METRICS, RECALL_DIRECTIONS, ClassificationEvidence, Metric, RetrievalEvidence
 
 CHUNK = 100  # resamples drawn at once (memory: CHUNK x samples indices)
 

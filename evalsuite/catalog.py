@@ -85,7 +85,8 @@ class Catalog:
             found = [name for name, spec in self.tasks.items() if tag in spec.tags]
             if not found:
                 tags = sorted({t for spec in self.tasks.values() for t in spec.tags})
-                raise UnknownNameError(f"no task has tag {tag!r}.{did_you_mean(tag, tags)} Known tags: {', '.join(tags)}")
+                raise UnknownNameError(f"no task has tag {tag!r}.{did_you_mean(tag, tags)} "
+                                       f"Known tags: {', '.join(tags)}")
             return sorted(found)
         if any(ch in selector for ch in "*?["):
             found = sorted(fnmatch.filter(self.tasks, selector))

@@ -17,7 +17,6 @@ from .errors import ConfigError, UserInputError
 from .registry import did_you_mean
 from .yamlio import LineDict, load_yaml
 
-
 # --------------------------------------------------------------------------------------------------------------
 # generic dataclass-from-YAML
 

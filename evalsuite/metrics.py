@@ -124,7 +124,8 @@ class MetricRegistry:
     def get(self, name: str) -> Metric:
         metric = self.find(name)
         if metric is None:
-            raise KeyError(f"unknown metric {name!r}.{did_you_mean(name, self.labels())} Known: {', '.join(self.labels())}")
+            raise KeyError(f"unknown metric {name!r}.{did_you_mean(name, self.labels())} "
+                           f"Known: {', '.join(self.labels())}")
         return metric
 
     def labels(self) -> list[str]:

@@ -23,8 +23,20 @@ from typing import Optional
 from .catalog import Catalog
 from .errors import UserInputError
 from .reference import ReferenceRow, load_layout
-from .report import (Column, ModelRun, _refusal, column_tasks, column_value, is_partial, not_averaged, other_columns,
-                     paper_columns, paper_suites, suite_value, suites_first)
+from .report import (
+    Column,
+    ModelRun,
+    _refusal,
+    column_tasks,
+    column_value,
+    is_partial,
+    not_averaged,
+    other_columns,
+    paper_columns,
+    paper_suites,
+    suite_value,
+    suites_first,
+)
 from .results import COUNT_MISMATCHES
 
 # colours: within tolerance, beyond it, refused by check; a run's series (colour-blind-safe, Okabe-Ito)

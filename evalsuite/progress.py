@@ -26,7 +26,8 @@ def progress_mode(flag: Optional[bool]) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
+            else f"{seconds // 60}m{seconds % 60:02d}s")
 
 
 class Progress:
@@ -34,7 +35,8 @@ class Progress:
 
     def __init__(self, desc: str, total: int, unit: str = "images", mode: str = "lines",
                  interval: float = LINE_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.desc, self.total, self.unit, self.mode, self.interval, self.clock = desc, total, unit, mode, interval, clock
+        self.desc, self.total, self.unit, self.mode = desc, total, unit, mode
+        self.interval, self.clock = interval, clock
         self.done, self.start = 0, clock()
         self.last_line = self.start
         self.bar = None

@@ -20,8 +20,19 @@ from typing import Optional
 from .catalog import Catalog
 from .errors import UserInputError
 from .reference import ReferenceRow, load_layout
-from .results import (COUNT_LIMIT, COUNT_MISMATCHES, SUMMARY_COLUMNS, _csv_text, atomic_write_text, count_message,
-                      parse_protocol, read_task_csv, suite_count_status, summary_row, write_suites)
+from .results import (
+    COUNT_LIMIT,
+    COUNT_MISMATCHES,
+    SUMMARY_COLUMNS,
+    _csv_text,
+    atomic_write_text,
+    count_message,
+    parse_protocol,
+    read_task_csv,
+    suite_count_status,
+    summary_row,
+    write_suites,
+)
 
 log = logging.getLogger("evalsuite.report")
 

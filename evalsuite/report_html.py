@@ -25,8 +25,18 @@ from typing import Optional
 from . import __version__
 from .catalog import Catalog
 from .reference import ReferenceRow, load_layout
-from .report import (MARK_COUNT, MARK_PARTIAL, Column, ModelRun, _refusal, column_tasks, count_flag,
-                     is_partial, suite_rows, suite_value)
+from .report import (
+    MARK_COUNT,
+    MARK_PARTIAL,
+    Column,
+    ModelRun,
+    _refusal,
+    column_tasks,
+    count_flag,
+    is_partial,
+    suite_rows,
+    suite_value,
+)
 from .results import COUNT_MISMATCHES, atomic_write_text, check_writable_folder, count_message, suite_count_status
 
 log = logging.getLogger("evalsuite.report_html")
@@ -239,7 +249,9 @@ SORT_JS = """
   document.querySelectorAll("table.sortable th").forEach(function (th) {
     th.tabIndex = 0;
     th.addEventListener("click", function () { sortBy(th); });
-    th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(th); } });
+    th.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(th); }
+    });
   });
 })();
 """
@@ -290,7 +302,8 @@ def render_index(board: Leaderboard, images: list[tuple[str, str]]) -> str:
     body = []
     for row in board.rows:
         classes = " ".join(c for c, on in (("partial", row.partial), ("count-mismatch", row.count_mismatch)) if on)
-        cells = [f'<td class="text model" data-value="{_e(row.label)}"><a href="{_e(row.page)}">{_e(row.label)}</a></td>',
+        cells = [f'<td class="text model" data-value="{_e(row.label)}">'
+                 f'<a href="{_e(row.page)}">{_e(row.label)}</a></td>',
                  f'<td data-value="{"" if row.params is None else repr(row.params)}">'
                  f'{"–" if row.params is None else f"{row.params:,.0f}" if row.params >= 10 else f"{row.params:g}"}'
                  "</td>"]
@@ -331,7 +344,8 @@ def render_model_page(run: ModelRun, row: Row, board: Leaderboard, catalog: Cata
         body = "".join(f'<tr><td class="text">{_e(c.task[6:])}</td>{_td(cell)}'
                        f'<td class="text">{_e(counts(cell))}</td></tr>' for c, cell in suite_cells)
         suites = ('<h2>Suites</h2><div class="scroll"><table class="sortable"><thead><tr><th class="text">suite</th>'
-                  '<th>mean (%)</th><th class="text">counts and reference</th></tr></thead><tbody>' + body + "</tbody></table></div>")
+                  '<th>mean (%)</th><th class="text">counts and reference</th></tr></thead><tbody>' + body
+                  + "</tbody></table></div>")
     tasks = []
     order = [c.task for c in board.columns if not c.task.startswith("suite:")]
     by_task = {c.task: cell for c, cell in zip(board.columns, row.cells)}

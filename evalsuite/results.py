@@ -202,7 +202,8 @@ def _parse_status(text: str) -> str:
 
 
 _PARSERS = {
-    "value": _parse_fraction, "ci_low": lambda t: _parse_fraction(t, True), "ci_high": lambda t: _parse_fraction(t, True),
+    "value": _parse_fraction, "ci_low": lambda t: _parse_fraction(t, True),
+    "ci_high": lambda t: _parse_fraction(t, True),
     "is_primary": _parse_bool, "partial": _parse_bool, "num_samples": _parse_count, "num_failed": _parse_count,
     "num_texts": lambda t: _parse_count(t, True), "task_version": lambda t: _parse_count(t, minimum=1),
     "expected_num_samples": lambda t: _parse_count(t, True, 1),

@@ -8,21 +8,37 @@ import logging
 import platform
 import sys
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 from . import __version__
 from .catalog import Catalog
 from .config import RunConfig
-from .errors import UserInputError, EvalsuiteError, TasksFailedError
+from .distributed import is_writer
+from .errors import EvalsuiteError, TasksFailedError, UserInputError
 from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
-from .distributed import is_writer
 from .progress import progress_mode
-from .results import (COUNT_MISMATCHES, TaskIdentity, atomic_write_text, check_writable_folder, count_message,
-                      format_table, is_done, move_to_history, primary_row, read_task_csv, summary_row, task_rows,
-                      write_run_manifest, write_suites, write_summary, write_task_csv)
 from .resources import default_cache_dir
+from .results import (
+    COUNT_MISMATCHES,
+    TaskIdentity,
+    atomic_write_text,
+    check_writable_folder,
+    count_message,
+    format_table,
+    is_done,
+    move_to_history,
+    primary_row,
+    read_task_csv,
+    summary_row,
+    task_rows,
+    write_run_manifest,
+    write_suites,
+    write_summary,
+    write_task_csv,
+)
 from .tasks import build_task
 from .tasks.base import RunContext, Task
 
@@ -114,7 +130,7 @@ class Runner:
         for task in self.tasks:
             # find the data first (a listing, no decoding): it is part of the fingerprint, and a missing dataset
             # is reported before any weights load
-            if not self._attempt(task, report, lambda: task.prepare(ctx)):
+            if not self._attempt(task, report, partial(task.prepare, ctx)):
                 continue
             self.task_fingerprints[task.name] = task.fingerprint(cfg.limit, cfg.transform, cfg.decoder)
             path = self.model_dir / f"{task.name}.csv"
@@ -162,7 +178,8 @@ class Runner:
         row = primary_row(read_task_csv(path))
         reasons = []
         if row["num_failed"]:
-            reasons.append(f"{row['num_failed']} samples unreadable (list: {self.model_dir / f'{task.name}.errors.txt'})")
+            reasons.append(f"{row['num_failed']} samples unreadable "
+                           f"(list: {self.model_dir / f'{task.name}.errors.txt'})")
         if row["count_status"] in COUNT_MISMATCHES:
             reasons.append(f"count_status={row['count_status']}: {count_message(row)}")
         if reasons:

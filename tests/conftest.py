@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from helpers import CIFAR10_CLASSES, write_class_folders
 
 

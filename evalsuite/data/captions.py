@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetUnavailableError
-from .base import (DataSource, DownloadingSource, LocalArgs, Samples, SourceContext, identity_digest, load_image_file,
-                   locate)
+from .base import (
+    DataSource,
+    DownloadingSource,
+    LocalArgs,
+    Samples,
+    SourceContext,
+    identity_digest,
+    load_image_file,
+    locate,
+)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetUnavailableError
-from .base import Samples, DataSource, SourceContext, load_image_file
+from .base import DataSource, Samples, SourceContext, load_image_file
 
 
 @dataclass(frozen=True)

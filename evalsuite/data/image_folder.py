@@ -10,7 +10,7 @@ from typing import Optional
 import regex  # the re module has no time limit; regex (an open_clip dependency) does
 
 from ..errors import ConfigError, DatasetUnavailableError
-from .base import Samples, IMAGE_EXTENSIONS, DataSource, LocalArgs, SourceContext, load_image_file, locate
+from .base import IMAGE_EXTENSIONS, DataSource, LocalArgs, Samples, SourceContext, load_image_file, locate
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ model with the same size and resize (mean/std are applied later), and allows the
   sample, ``benchmarks/decode_speed.py``) at 2.7x less CPU per image (9.1 vs 3.4 ms on 500x375 JPEGs). Other
   formats are decoded by PIL (PNG 16-bit, BMP, animated GIF/WebP behave differently in torchvision) and resized
   the same way.
-- ``cuda``: JPEG bytes are read (or handed over) in the workers and decoded in batches by nvJPEG on the GPU, then resized there.
+- ``cuda``: JPEG bytes are read (or handed over) in the workers and decoded in batches by nvJPEG on the GPU, then
+  resized there.
   nvJPEG's IDCT is not libjpeg's, so this path is opt-in until measured against ``pil`` on a GPU
   (``benchmarks/decode_speed.py`` prints the comparison when CUDA is present).
 

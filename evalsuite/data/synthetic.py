@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..demo.shapes import COLOURS, HELD_OUT, SHAPES, DrawItem
 from ..errors import ConfigError
-from .base import Samples, DataSource, SourceContext
+from .base import DataSource, Samples, SourceContext
 
 SPLITS = ("all", "held_out", "seen")
 

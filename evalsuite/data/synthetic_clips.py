@@ -16,8 +16,8 @@ from pathlib import Path
 from ..atomic import atomic_path
 from ..demo.shapes import CANVAS, COLOURS, SHAPES, draw
 from ..errors import ConfigError
-from .base import DataSource, Samples, SourceContext
 from ..resources import default_cache_dir
+from .base import DataSource, Samples, SourceContext
 from .video import FRAME_RULES, CachedFrameLoader, frame_index
 
 CLIP_VERSION = 1  # bump when the clips' content changes (part of their folder name)

@@ -43,7 +43,8 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
         pts = [(math.cos(angle + math.pi / 4 + k * math.pi / 2), math.sin(angle + math.pi / 4 + k * math.pi / 2))
                for k in range(4)]
     elif shape == "triangle":
-        pts = [(math.cos(angle - math.pi / 2 + k * 2 * math.pi / 3), math.sin(angle - math.pi / 2 + k * 2 * math.pi / 3))
+        pts = [(math.cos(angle - math.pi / 2 + k * 2 * math.pi / 3),
+                math.sin(angle - math.pi / 2 + k * 2 * math.pi / 3))
                for k in range(3)]
     elif shape == "star":
         pts = []

@@ -69,14 +69,16 @@ def train(out: Path, steps: int, batch_per_pair: int, seed: int, threads: int) -
         soft = same / same.sum(1, keepdim=True)  # captions of the same pair are all positives
         img_f, txt_f, scale = model(pixels, tokens)
         logits = scale * img_f @ txt_f.t()
-        loss = 0.5 * (-(soft * F.log_softmax(logits, 1)).sum(1).mean() - (soft * F.log_softmax(logits.t(), 1)).sum(1).mean())
+        loss = 0.5 * (-(soft * F.log_softmax(logits, 1)).sum(1).mean()
+                      - (soft * F.log_softmax(logits.t(), 1)).sum(1).mean())
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         losses.append(loss.item())
         if step % 100 == 0 or step == steps - 1:
-            print(f"step {step:5d}  loss {sum(losses[-100:]) / len(losses[-100:]):.4f}  {time.time() - start:.0f}s", flush=True)
+            print(f"step {step:5d}  loss {sum(losses[-100:]) / len(losses[-100:]):.4f}  "
+                  f"{time.time() - start:.0f}s", flush=True)
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}

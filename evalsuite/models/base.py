@@ -91,7 +91,8 @@ def _digest(path: Path, size: int, mtime_ns: int, chunk: int) -> str:
 
 
 class ModelAdapter(ABC):
-    """Subclasses set ``weight_kinds`` and implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``, ``preprocess_description``
+    """Subclasses set ``weight_kinds`` and implement ``_build``, ``_encode_image``, ``_encode_text``, ``tokenize``,
+    ``preprocess_description``
     and ``weights_identity``; callers use ``encode_image`` / ``encode_text``, which return float32,
     L2-normalised features on the model's device."""
 

@@ -401,7 +401,6 @@ from .base import ModelAdapter, file_digest, weight_dtype  # noqa: E402 (kept be
 from .weights import resolve  # noqa: E402
 
 
-
 def card_config(card) -> EvaClipConfig:
     if card.config is None:
         raise ConfigError(f"model card {card.name!r} ({card.file}) has no 'config' (the upstream-format"

@@ -80,7 +80,8 @@ def remote_code_plan(card, source) -> RemoteCodePlan:
     code = card.code_source if card.trust_remote_code else None
     if code is not None:
         if not local and (ref, revision) == (code.ref, code.revision):
-            return RemoteCodePlan(code.ref, code.revision, ref, revision, f"card {card.name!r}: {code.ref}@{code.revision}")
+            return RemoteCodePlan(code.ref, code.revision, ref, revision,
+                                  f"card {card.name!r}: {code.ref}@{code.revision}")
         if local and hf_snapshot_of(folder) == (code.ref, code.revision):
             problem = snapshot_problem(folder, code.ref, code.revision)
             if problem is None:

@@ -13,8 +13,15 @@ import torch
 from ..errors import ModelLoadError
 from .base import ModelAdapter, file_digest
 from .card import WeightsSource
-from .weights import (check_weights_file, explain_weights_error, hub_file, hub_offline_mode, open_clip_tag_files,
-                      resolve, state_dict_mismatch)
+from .weights import (
+    check_weights_file,
+    explain_weights_error,
+    hub_file,
+    hub_offline_mode,
+    open_clip_tag_files,
+    resolve,
+    state_dict_mismatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,8 @@ class OpenClipAdapter(ModelAdapter):
             known = open_clip.list_pretrained_tags_by_model(model_name)
             if pretrained not in known:
                 raise ModelLoadError(
-                    f"open_clip has no pretrained tag {pretrained!r} for {model_name!r}; known: {', '.join(known) or 'none'}"
+                    f"open_clip has no pretrained tag {pretrained!r} for {model_name!r}; "
+                    f"known: {', '.join(known) or 'none'}"
                 )
             hub = open_clip_tag_files(model_name, pretrained)
             if hub is not None:  # cached, or downloaded now; else one error at once (no retries on a dead hub)

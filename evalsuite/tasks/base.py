@@ -119,7 +119,7 @@ class Task(ABC):
             payload["decoder"] = decoder
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
-    def prepare(self, ctx: RunContext) -> None:
+    def prepare(self, ctx: RunContext) -> None:  # noqa: B027 - a hook; a type with no data to find keeps it
         """Find the task's data (listing only) so a missing dataset is reported before any weights load."""
 
     def reader_identity(self) -> dict:

@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass
 
 from ..data.base import SourceContext
-from ..errors import DatasetUnavailableError
 from ..encoding.requests import ClassifierRequest, Encoded, ImageRequest, TaskInputs
+from ..errors import DatasetUnavailableError
 from ..metrics import METRICS
 from ..prompts import load_prompt_bank
 from ..results import COUNT_MISMATCHES, count_status

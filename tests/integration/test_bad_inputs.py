@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from evalsuite.cli import main
-
 from helpers import write_class_folders, write_include_task
 
 FRUIT = ["apple", "banana", "cherry", "grape"]
@@ -154,7 +153,8 @@ def test_catastrophic_label_pattern_is_stopped_and_named(tmp_path, capsys):
     write_include_task(inc, "flat", FRUIT)
     yaml = inc / "tasks" / "flat.yaml"
     yaml.write_text(yaml.read_text().replace("{kind: image_folder, args: {}}",
-                                             "{kind: image_folder, args: {layout: flat, label_pattern: '^((a|aa)+)$'}}"))
+                                             "{kind: image_folder, args: {layout: flat, "
+                                             "label_pattern: '^((a|aa)+)$'}}"))
     (tmp_path / "flat").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "flat" / ("a" * 60 + "!.png"))
     code, err, seconds = run_cli(capsys, "run", "--model", "demo-clip", "--tasks", "flat", "--include-path", inc,

@@ -25,7 +25,6 @@ from PIL import Image
 
 from evalsuite.cli import main
 from evalsuite.data.pixels import UInt8Pixels
-
 from helpers import write_class_folders, write_include_task
 
 
@@ -190,8 +189,8 @@ def test_damaged_pixel_index_is_a_warning_and_decoded_again(pets, cache, decoded
 def test_labels_come_from_the_listing_not_the_cache(pets, cache, tmp_path, capsys):
     """A verified entry holds no labels: scoring takes them from the dataset, so relabelled data (another
     listing, same pixels) is scored with its own labels."""
-    from evalsuite.encoding.feature_cache import sample_identity
     from evalsuite.data.base import SampleDataset
+    from evalsuite.encoding.feature_cache import sample_identity
 
     run(capsys, pets + ["--cache-pixels"], tmp_path / "clean")
     entry = torch.load(the_entry(cache / "features" / "images", "*.pt"), weights_only=True)

@@ -7,7 +7,6 @@ import pytest
 
 from evalsuite.cli import build_parser, main
 from evalsuite.run_options import run_configs
-
 from helpers import write_class_folders, write_include_task
 
 FRUIT = ["apple", "banana", "cherry", "grape"]

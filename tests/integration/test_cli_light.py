@@ -24,7 +24,8 @@ def test_commands_do_not_import_torch(argv):
 
 
 def test_help_does_not_import_torch():
-    out = run_py("import sys\nfrom evalsuite.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    out = run_py("import sys\nfrom evalsuite.cli import main\n"
+                 "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
                  "assert 'torch' not in sys.modules")
     assert out.returncode == 0, out.stderr
 
@@ -44,7 +45,8 @@ def test_unknown_task_is_one_line_and_exit_2(capsys, tmp_path):
     code = main(["run", "--model", "demo-clip", "--tasks", "cifar1O", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1].startswith("evalsuite: error: unknown task or suite 'cifar1O'") and "Did you mean: cifar10" in err[-1]
+    assert (err[-1].startswith("evalsuite: error: unknown task or suite 'cifar1O'")
+            and "Did you mean: cifar10" in err[-1])
     assert not any(tmp_path.iterdir())
 
 

@@ -5,8 +5,7 @@ import json
 
 from evalsuite.cli import main
 from evalsuite.results import TASK_COLUMNS
-
-from helpers import FEWER_THAN_EXPECTED, CIFAR10_CLASSES, write_class_folders, write_include_task
+from helpers import CIFAR10_CLASSES, FEWER_THAN_EXPECTED, write_class_folders, write_include_task
 
 
 def run(*argv) -> int:
@@ -105,7 +104,8 @@ def test_file_list_source(tmp_path, tiny_model_dir):
 
     write_class_folders(tmp_path / "imgs", ["cat", "dog"], per_class=2)
     (tmp_path / "tasks").mkdir()
-    (tmp_path / "list.csv").write_text("path,label\nimgs/cat/0000.png,cat\nimgs/cat/0001.png,3\nimgs/dog/0000.png,dog\n")
+    (tmp_path / "list.csv").write_text("path,label\nimgs/cat/0000.png,cat\nimgs/cat/0001.png,3\n"
+                                       "imgs/dog/0000.png,dog\n")
     (tmp_path / "tasks" / "listed.yaml").write_text(
         "name: listed\ntype: classification\nversion: 1\nsource: {kind: file_list, args: {file: list.csv}}\n"
         "classnames: cifar10\ntemplates: cifar10\nnum_classes: 10\nmetrics: [acc1, acc5]\nprimary_metric: acc1\n")

@@ -10,14 +10,29 @@ import numpy as np
 import pytest
 import torch
 
-from evalsuite.bootstrap import (BootstrapConfig, classification_interval, classification_predictions_csv,
-                                 retrieval_interval, retrieval_predictions_csv)
+from evalsuite.bootstrap import (
+    BootstrapConfig,
+    classification_interval,
+    classification_predictions_csv,
+    retrieval_interval,
+    retrieval_predictions_csv,
+)
 from evalsuite.cli import main
-from evalsuite.compare import (Difference, RetrievalArrays, classification_records, classification_statistic,
-                               distinct_records, p_value, paired_bootstrap, resampled_counts, retrieval_records,
-                               retrieval_statistic, suite_difference, task_seed)
+from evalsuite.compare import (
+    Difference,
+    RetrievalArrays,
+    classification_records,
+    classification_statistic,
+    distinct_records,
+    p_value,
+    paired_bootstrap,
+    resampled_counts,
+    retrieval_records,
+    retrieval_statistic,
+    suite_difference,
+    task_seed,
+)
 from evalsuite.results import TASK_COLUMNS, count_status, write_task_csv
-
 from helpers import REPO
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -46,18 +61,18 @@ def test_counts_bootstrap_equals_index_bootstrap_in_distribution(metric):
     records = classification_records(metric, labels, a, b)
     value_a, value_b, diffs = paired_bootstrap(records, classification_statistic(metric, 0),
                                                classification_statistic(metric, 1), BootstrapConfig(4000, seed=1))
-    l, a1, a5, b1, b5 = labels.numpy(), *(x.numpy() for x in (*a, *b))
+    lab, a1, a5, b1, b5 = labels.numpy(), *(x.numpy() for x in (*a, *b))
 
     def metric_of(c1, c5, idx):
         if metric == "mean_per_class_recall":
-            present = np.unique(l[idx])
-            return np.mean([c1[idx][l[idx] == c].mean() for c in present])
+            present = np.unique(lab[idx])
+            return np.mean([c1[idx][lab[idx] == c].mean() for c in present])
         return {"acc1": c1, "acc5": c5, "mean_acc1_acc5": (c1 + c5) / 2}[metric][idx].mean()
 
-    everything = np.arange(len(l))
+    everything = np.arange(len(lab))
     assert value_a == pytest.approx(metric_of(a1, a5, everything), abs=1e-12)
     assert value_b == pytest.approx(metric_of(b1, b5, everything), abs=1e-12)
-    plain = _index_bootstrap(lambda idx: metric_of(b1, b5, idx) - metric_of(a1, a5, idx), len(l), 4000, 2)
+    plain = _index_bootstrap(lambda idx: metric_of(b1, b5, idx) - metric_of(a1, a5, idx), len(lab), 4000, 2)
     # the same distribution: mean, spread and 95% interval agree within Monte Carlo error
     assert float(diffs.mean()) == pytest.approx(plain.mean(), abs=0.003)
     assert float(diffs.std()) == pytest.approx(plain.std(), rel=0.08)

@@ -4,14 +4,12 @@ zero-shot classification functions (the tool the EVA-CLIP authors used) to 1e-6.
 import pytest
 import torch
 from clip_benchmark.metrics import zeroshot_classification as cb
-from helpers import CIFAR10_CLASSES, shared, write_class_folders
 
 from evalsuite.catalog import Catalog
 from evalsuite.models.loading import load_model, resolve_card
 from evalsuite.tasks import build_task
 from evalsuite.tasks.base import RunContext
-
-from helpers import encoder_for
+from helpers import CIFAR10_CLASSES, encoder_for, shared, write_class_folders
 
 
 class _ForClipBenchmark(torch.utils.data.Dataset):

@@ -13,7 +13,6 @@ from evalsuite.cli import main
 from evalsuite.errors import DatasetUnavailableError
 from evalsuite.prepare import prepare_task
 from evalsuite.tasks import build_task
-
 from helpers import FEWER_THAN_EXPECTED, write_fake_mnist
 
 CATALOG = Catalog.load()

@@ -13,7 +13,6 @@ from evalsuite.cli import main
 from evalsuite.models.loading import load_model, resolve_card
 from evalsuite.tasks import build_task
 from evalsuite.tasks.base import RunContext
-
 from helpers import encoder_for
 
 # (metric -> exact count of correct samples, out of N); see README "Quickstart"

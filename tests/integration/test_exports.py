@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_reporting import CATALOG, write_synthetic_run
 
 from evalsuite.cli import main
 from evalsuite.exports import metric_type
 from evalsuite.results import TASK_COLUMNS, parse_protocol, read_task_csv, write_task_csv
-
-from test_reporting import CATALOG, write_synthetic_run
 
 MODEL = "EVA-CLIP-18B"
 INTERVAL = {"imagenet1k": (0.83, 0.845)}  # a primary metric's interval written into the synthetic run

@@ -9,11 +9,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from evalsuite.cli import main
-
 from test_plots import add_intervals, write_custom_run
 from test_reporting import CATALOG, REPORT, write_synthetic_run
+
+from evalsuite.cli import main
 
 MODEL = "EVA-CLIP-18B"
 CUSTOM = {"logos": 0.62, "signs": 0.48}

@@ -20,7 +20,8 @@ def test_wheel_install_runs_validate_and_demo_task(tmp_path):
         f"assert evalsuite.__file__.startswith({str(target)!r}), evalsuite.__file__\n"
         "assert r.builtin_root().name == '_data', r.builtin_root()\n"
         "from evalsuite.cli import main\n"
-        f"sys.exit(main(['run', '--model', 'demo-clip', '--tasks', 'demo_heldout', '--output-dir', {str(tmp_path / 'out')!r}]))"
+        "sys.exit(main(['run', '--model', 'demo-clip', '--tasks', 'demo_heldout', "
+        f"'--output-dir', {str(tmp_path / 'out')!r}]))"
     )
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -170,9 +170,8 @@ def test_a_card_named_dot_dot_writes_inside_the_output_dir(tmp_path, capsys, dem
 
 
 def test_a_checkpoint_named_dot_dot_pt_writes_inside_the_output_dir(tmp_path, capsys, demo_inc):
-    from safetensors.torch import load_file
-
     import torch
+    from safetensors.torch import load_file
 
     tiny = write_tiny_clip(tmp_path / "tiny")
     (tmp_path / "x").mkdir()

@@ -6,9 +6,8 @@ import csv
 import pytest
 import torch
 
-from evalsuite.encoding.images import BatchLimit, encode_with_backoff
 from evalsuite.cli import main
-
+from evalsuite.encoding.images import BatchLimit, encode_with_backoff
 from helpers import FEWER_THAN_EXPECTED, write_class_folders, write_include_task
 
 

@@ -16,7 +16,6 @@ from evalsuite.data.base import SampleDataset, load_image_file
 from evalsuite.data.loader import collate_samples
 from evalsuite.data.pixels import JpegBytes, PixelSpec, UInt8Pixels, normalize_on_device
 from evalsuite.models.card import OPENAI_MEAN, OPENAI_STD
-
 from helpers import shared, write_class_folders, write_include_task
 
 
@@ -33,7 +32,8 @@ def natural_image(width: int, height: int, seed: int, mode: str = "RGB") -> Imag
 def image_files(tmp_path):
     files = []
     for i, (w, h, mode, fmt) in enumerate([(500, 375, "RGB", "JPEG"), (37, 90, "L", "JPEG"), (224, 224, "RGB", "JPEG"),
-                                           (300, 200, "CMYK", "JPEG"), (64, 48, "RGBA", "PNG"), (640, 480, "P", "PNG")]):
+                                           (300, 200, "CMYK", "JPEG"), (64, 48, "RGBA", "PNG"),
+                                           (640, 480, "P", "PNG")]):
         path = tmp_path / f"img{i}.{fmt.lower()}"
         natural_image(w, h, seed=i, mode=mode).save(path, fmt)
         files.append(str(path))

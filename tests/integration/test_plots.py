@@ -6,13 +6,12 @@ import csv
 from pathlib import Path
 
 import pytest
+from test_reporting import CATALOG, REPORT, write_synthetic_run
 
 from evalsuite.cli import main
 from evalsuite.reference import load_reference, select_report
 from evalsuite.report import load_runs
 from evalsuite.results import TASK_COLUMNS, count_status, write_task_csv
-
-from test_reporting import CATALOG, REPORT, write_synthetic_run
 
 pytest.importorskip("matplotlib")
 
@@ -30,7 +29,8 @@ def add_intervals(folder: Path, half_width_pp: float = 0.4) -> Path:
         for r in rows:
             if r["is_primary"] == "true":
                 v = float(r["value"])
-                r["ci_low"], r["ci_high"] = repr(max(0.0, v - half_width_pp / 100)), repr(min(1.0, v + half_width_pp / 100))
+                r["ci_low"], r["ci_high"] = (repr(max(0.0, v - half_width_pp / 100)),
+                                             repr(min(1.0, v + half_width_pp / 100)))
         write_task_csv(path, rows)
     return folder
 

@@ -5,12 +5,11 @@ files are validated when read back, only the files a run wrote are read, and che
 import csv
 
 import pytest
+from test_reporting import CATALOG, REPORT, check, write_synthetic_run
 
 from evalsuite.cli import main
 from evalsuite.reference import load_reference, reference_path
 from evalsuite.results import TASK_COLUMNS
-
-from test_reporting import CATALOG, REPORT, check, write_synthetic_run
 
 MODEL = "EVA-CLIP-18B"
 DRAFT = "evaclip_paper_draft_2303.15389"
@@ -98,7 +97,8 @@ def test_reference_rows_say_what_protocol_they_assume():
 
 @pytest.mark.parametrize("change, reason", [
     ({"decoder": "tensor"}, "decoder tensor, the reference assumes pil (rerun with --decoder pil)"),
-    ({"precision": "fp32"}, "precision fp32, the reference assumes amp_fp16 (run on CUDA, where the EVA cards default to amp_fp16,"
+    ({"precision": "fp32"}, "precision fp32, the reference assumes amp_fp16 (run on CUDA, "
+                             "where the EVA cards default to amp_fp16,"
                              " or pass --precision amp_fp16)"),
     ({"precision": "fp16"}, "precision fp16, the reference assumes amp_fp16"),
     ({"prompts": "include-path"}, "prompts from an --include-path file"),

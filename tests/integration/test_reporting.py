@@ -8,9 +8,8 @@ import pytest
 
 from evalsuite.catalog import Catalog
 from evalsuite.cli import main
-from evalsuite.reference import convert_paper_numbers, load_reference, rows_to_csv, reference_path, select_report
+from evalsuite.reference import convert_paper_numbers, load_reference, reference_path, rows_to_csv, select_report
 from evalsuite.results import TASK_COLUMNS, count_status, format_protocol, write_task_csv
-
 from helpers import REPO, shared
 
 CATALOG = Catalog.load()

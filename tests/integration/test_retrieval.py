@@ -13,7 +13,6 @@ from evalsuite.cli import main
 from evalsuite.data.captions import HFCaptionsSource, convert_rows
 from evalsuite.prepare import prepare_task
 from evalsuite.tasks import build_task
-
 from helpers import shared
 
 RECALLS = [f"{d}_retrieval_recall@{k}" for d in ("image", "text") for k in (1, 5, 10)]

@@ -99,7 +99,8 @@ def test_clip_benchmark_coco_layout_runs_mscoco(tmp_path):
     assert rows["mean_recall"]["count_status"] == "fewer" and rows["mean_recall"]["num_failed"] == "0"
 
 
-FLICKR_LINES = [("1000092795.jpg", "Two young guys with shaggy hair look at their hands while hanging out in the yard."),
+FLICKR_LINES = [("1000092795.jpg",
+                 "Two young guys with shaggy hair look at their hands while hanging out in the yard."),
                 ("1000092795.jpg", "Two friends enjoy time spent together, outside, in the yard."),
                 ("10002456.jpg", "Several men in hard hats are operating a giant pulley system."),
                 ("1000092795.jpg", "Two men in green shirts are standing in a yard."),

@@ -5,12 +5,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import FEWER_THAN_EXPECTED, CIFAR10_CLASSES, shared
 
 from evalsuite.catalog import Catalog
 from evalsuite.cli import main
 from evalsuite.results import TASK_COLUMNS
 from evalsuite.tasks import build_task
+from helpers import CIFAR10_CLASSES, FEWER_THAN_EXPECTED, shared
 
 
 def listing(task_name: str, data_root: Path):

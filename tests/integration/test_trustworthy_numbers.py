@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from evalsuite.cli import main
-
 from helpers import write_class_folders, write_include_task
 
 FRUIT = ["apple", "banana", "cherry", "grape"]
@@ -101,7 +100,8 @@ def test_relative_data_root_from_another_directory(tiny_model_dir, tmp_path, mon
     inc = tmp_path / "inc"
     write_include_task(inc, "listed", FRUIT, metrics=("acc1", "acc5"))
     yaml = inc / "tasks" / "listed.yaml"
-    yaml.write_text(yaml.read_text().replace("{kind: image_folder, args: {}}", "{kind: file_list, args: {file: list.csv}}"))
+    yaml.write_text(yaml.read_text().replace("{kind: image_folder, args: {}}",
+                                             "{kind: file_list, args: {file: list.csv}}"))
     for where, seed in (("one", 1), ("two", 2)):
         data = tmp_path / where / "data"
         write_class_folders(data / "imgs", FRUIT, per_class=3, seed=seed)

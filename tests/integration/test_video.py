@@ -14,7 +14,6 @@ from evalsuite.cli import main
 from evalsuite.data import video
 from evalsuite.data.synthetic_clips import write_clip
 from evalsuite.data.video import VideoDecodeError, frame_index, read_middle_frame
-
 from helpers import FEWER_THAN_EXPECTED, shared
 
 
@@ -223,9 +222,8 @@ def test_ucf101_clip_listed_twice_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("folder", ["hurling (sport)", "hurling_(sport)", "hurling_sport"])
 def test_kinetics_folders_with_or_without_parentheses(tmp_path, folder):
-    from evalsuite.data.base import SourceContext
-
     from evalsuite.catalog import Catalog
+    from evalsuite.data.base import SourceContext
     from evalsuite.tasks import build_task
 
     task = build_task(Catalog.load().tasks["kinetics400"])

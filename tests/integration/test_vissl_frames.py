@@ -11,7 +11,6 @@ import pytest
 from evalsuite.data import video
 from evalsuite.data.synthetic_clips import write_clip
 from evalsuite.data.video import CachedFrameLoader, VideoDecodeError, read_frame_bytes
-
 from helpers import SHARED_DATA
 
 av = pytest.importorskip("av")

@@ -24,7 +24,8 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "tasks" / "suites").mkdir(parents=True)
     for name, tags in [("alpha_one", "greek"), ("alpha_two", "greek"), ("beta", "latin")]:
         (tmp_path / "tasks" / f"{name}.yaml").write_text(TASK.format(name=name, tags=tags))
-    (tmp_path / "tasks" / "suites" / "greeks.yaml").write_text("name: greeks\nmembers: ['tag:greek']\nexpected_size: 2\n")
+    (tmp_path / "tasks" / "suites" / "greeks.yaml").write_text("name: greeks\nmembers: ['tag:greek']\n"
+                                                               "expected_size: 2\n")
     return tmp_path
 
 

@@ -11,7 +11,6 @@ from evalsuite.data.clip_benchmark import ClipBenchmarkSource
 from evalsuite.errors import DatasetUnavailableError
 from evalsuite.prepare import prepare_task
 from evalsuite.tasks import build_task
-
 from helpers import write_fake_mnist
 
 CATALOG = Catalog.load()

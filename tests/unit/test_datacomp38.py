@@ -12,7 +12,6 @@ from evalsuite.cli import main
 from evalsuite.errors import ConfigError
 from evalsuite.report import ModelRun, suite_value
 from evalsuite.results import TASK_COLUMNS, count_status, format_protocol, read_task_csv, write_task_csv
-
 from helpers import REPO
 
 CATALOG = Catalog.load()

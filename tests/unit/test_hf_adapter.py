@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import evalsuite
-from helpers import FEWER_THAN_EXPECTED
 from evalsuite.cli import main
 from evalsuite.errors import ModelLoadError
+from helpers import FEWER_THAN_EXPECTED
 
 
 def clip_tokenizer_files(folder):

@@ -13,8 +13,15 @@ import torch
 import torchvision.io
 from PIL import Image
 
-from evalsuite.data.base import (ImageItemError, ItemReader, Samples, SampleDataset, image_item, load_image_file,
-                                 open_image_item)
+from evalsuite.data.base import (
+    ImageItemError,
+    ItemReader,
+    SampleDataset,
+    Samples,
+    image_item,
+    load_image_file,
+    open_image_item,
+)
 from evalsuite.data.loader import collate_samples
 from evalsuite.data.pixels import JpegBytes, PixelSpec, UInt8Pixels
 from evalsuite.data.webdataset import image_member, index_shard, load_member_image

@@ -8,11 +8,14 @@ import hashlib
 import pytest
 import torch
 
-from evalsuite import bootstrap as B, compare as C, metrics as M
+from evalsuite import bootstrap as B
+from evalsuite import compare as C
+from evalsuite import metrics as M
 from evalsuite.config import SourceSpec, TaskSpec
 from evalsuite.errors import ConfigError
 from evalsuite.metrics import AVERAGE, CLASS_MEAN, CLASSIFICATION, MEAN, METRICS, RETRIEVAL, Metric
 from evalsuite.tasks import TASK_TYPES, build_task
+
 
 def digest(t):
     return hashlib.sha256(repr([float(x) for x in t]).encode()).hexdigest()[:16]
@@ -82,12 +85,16 @@ def numbers():
 
 
 PINNED = {
-    'classification': {'acc1': 0.6133333333333333, 'acc5': 0.98, 'mean_per_class_recall': 0.6207922278254758, 'mean_acc1_acc5': 0.7966666666666666},
+    'classification': {'acc1': 0.6133333333333333, 'acc5': 0.98, 'mean_per_class_recall': 0.6207922278254758,
+                       'mean_acc1_acc5': 0.7966666666666666},
     'interval acc1': (0.5598333333333334, 0.6633333333333333),
     'interval acc5': (0.9633333333333334, 0.9933333333333333),
     'interval mean_per_class_recall': (0.5685601948728801, 0.6703937934064835),
     'interval mean_acc1_acc5': (0.7616666666666667, 0.8233333333333334),
-    'retrieval': {'image_retrieval_recall@1': 0.1592920353982301, 'image_retrieval_recall@5': 0.5575221238938053, 'image_retrieval_recall@10': 0.7168141592920354, 'text_retrieval_recall@1': 0.2222222222222222, 'text_retrieval_recall@5': 0.5777777777777777, 'text_retrieval_recall@10': 0.7555555555555555, 'mean_recall': 0.49819731235660436},
+    'retrieval': {'image_retrieval_recall@1': 0.1592920353982301, 'image_retrieval_recall@5': 0.5575221238938053,
+                  'image_retrieval_recall@10': 0.7168141592920354, 'text_retrieval_recall@1': 0.2222222222222222,
+                  'text_retrieval_recall@5': 0.5777777777777777, 'text_retrieval_recall@10': 0.7555555555555555,
+                  'mean_recall': 0.49819731235660436},
     'interval mean_recall': (0.423703811536692, 0.5728364008996419),
     'paired acc1': (0.624, 0.6, '855c8431130edb35'),
     'paired acc5': (0.832, 0.78, '9b6ed1452ec381ff'),

@@ -66,10 +66,11 @@ def test_one_atomic_writer():
 
 
 def test_demo_clips_are_written_atomically(tmp_path, monkeypatch):
+    from PIL import Image
+
     from evalsuite import atomic
     from evalsuite.data.synthetic_clips import write_clip
     from evalsuite.data.video import count_frames
-    from PIL import Image
 
     made = []
     real = atomic.new_temp_file

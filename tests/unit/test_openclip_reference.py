@@ -8,10 +8,15 @@ import yaml
 
 from evalsuite.catalog import Catalog
 from evalsuite.cli import main
-from evalsuite.reference import (convert_openclip_numbers, load_layout, load_reference, reference_dir, rows_to_csv,
-                                 select_report)
+from evalsuite.reference import (
+    convert_openclip_numbers,
+    load_layout,
+    load_reference,
+    reference_dir,
+    rows_to_csv,
+    select_report,
+)
 from evalsuite.results import TASK_COLUMNS, count_status, format_protocol, write_task_csv
-
 from helpers import SHARED_DATA
 
 CATALOG = Catalog.load()

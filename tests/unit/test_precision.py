@@ -5,13 +5,12 @@ there too when asked), with the features of the amp modes against fp32 within me
 
 import pytest
 import torch
+from test_eva_native import TOKENS, random_native_state_dict, save_config, tiny_config
 
 import evalsuite
 from evalsuite.errors import UserInputError
 from evalsuite.models.base import autocast_dtype, resolve_precision, weight_dtype
 from evalsuite.models.card import ModelCard
-
-from test_eva_native import TOKENS, random_native_state_dict, save_config, tiny_config
 
 MODES = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
 HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -112,4 +111,5 @@ def test_eva_cards_default_to_clip_benchmarks_protocol():
     cards = all_cards()
     eva = [c for name, c in cards.items() if name.startswith("EVA")]
     assert len(eva) == 10 and {c.precision for c in eva} == {"amp_fp16"}
-    assert all("made" not in c.notes.split("precision")[-1][:120] for c in eva)  # no unsourced "paper numbers were made"
+    # no unsourced "paper numbers were made"
+    assert all("made" not in c.notes.split("precision")[-1][:120] for c in eva)

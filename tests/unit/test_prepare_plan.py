@@ -12,7 +12,6 @@ from evalsuite.cli import main
 from evalsuite.data.clip_benchmark import ClipBenchmarkSource
 from evalsuite.errors import DatasetUnavailableError, TasksFailedError
 from evalsuite.prepare import hub_reachable, plan_task, run_prepare
-
 from helpers import write_fake_mnist
 
 CATALOG = Catalog.load()

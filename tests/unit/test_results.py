@@ -3,8 +3,18 @@ import os
 
 import pytest
 
-from evalsuite.results import (TASK_COLUMNS, OutputWriteError, TaskIdentity, atomic_write_text, is_done, read_task_csv, task_rows,
-                               write_summary, write_suites, write_task_csv)
+from evalsuite.results import (
+    TASK_COLUMNS,
+    OutputWriteError,
+    TaskIdentity,
+    atomic_write_text,
+    is_done,
+    read_task_csv,
+    task_rows,
+    write_suites,
+    write_summary,
+    write_task_csv,
+)
 from evalsuite.tasks.base import TaskResult
 
 IDENT = TaskIdentity("m", "mfp", "open_clip", "file:/w.pt", "t", 1, "tfp")

@@ -126,7 +126,8 @@ def test_a_new_task_type_declares_its_args_and_defaults(tmp_path, probe_type):
     body = SHAPES.replace("classification", probe_type)
     task = build_task(load_task_spec(write(tmp_path, body + "args: {epochs: 5}\n")))
     assert task.args == ProbeArgs("demo_shapes", "demo_shapes", 30, epochs=5)
-    assert task.spec.metrics == ["acc1", "mean_per_class_recall"] and task.spec.primary_metric == "mean_per_class_recall"
+    assert (task.spec.metrics == ["acc1", "mean_per_class_recall"]
+            and task.spec.primary_metric == "mean_per_class_recall")
     assert task.fingerprint_payload()["spec"]["args"] == {"epochs": 5}  # the type's arguments are in the fingerprint
     plain = build_task(load_task_spec(write(tmp_path, body, name="u")))
     assert plain.args.epochs == 3 and "args" not in plain.fingerprint_payload()["spec"]

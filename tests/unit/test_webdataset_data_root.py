@@ -7,10 +7,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from test_webdataset_source import CAPTIONS, caption_shards, include, listing, no_hub  # noqa: F401 - fixtures
 
 from evalsuite.errors import DatasetUnavailableError
-
-from test_webdataset_source import CAPTIONS, caption_shards, include, listing, no_hub  # noqa: F401 - fixtures
 
 
 def test_data_root_at_the_named_copy_is_read(caption_shards, tmp_path):

@@ -16,7 +16,6 @@ from evalsuite.catalog import Catalog
 from evalsuite.prepare import prepare_task
 from evalsuite.prompts import load_prompt_bank
 from evalsuite.tasks import build_task
-
 from webdataset_hub import COMMIT, FakeHub, write_classification_shards, write_retrieval_shards
 
 CLASSES = ["cat", "dog", "bird"]
@@ -106,7 +105,8 @@ def test_prepare_downloads_once_and_runs_read_the_cache(hub, inc, tmp_path, tiny
     model_dir = next(out.iterdir())
     cls_rows = list(csv.DictReader((model_dir / "toy_cls.csv").open()))
     caps_rows = list(csv.DictReader((model_dir / "toy_caps.csv").open()))
-    assert {r["num_samples"] for r in cls_rows} == {str(len(LABELS))} and {r["count_status"] for r in cls_rows} == {"ok"}
+    assert ({r["num_samples"] for r in cls_rows} == {str(len(LABELS))}
+            and {r["count_status"] for r in cls_rows} == {"ok"})
     assert {r["num_samples"] for r in caps_rows} == {"3"} and {r["num_texts"] for r in caps_rows} == {"5"}
     assert hub.requests == []
 

@@ -16,7 +16,6 @@ from evalsuite.catalog import Catalog
 from evalsuite.data.webdataset import TarMember, scan_plain_tar, scan_with_tarfile
 from evalsuite.errors import ConfigError, DatasetUnavailableError
 from evalsuite.tasks import build_task
-
 from webdataset_hub import write_classification_shards, write_retrieval_shards
 
 CLASSES = ["cat", "dog", "bird"]

@@ -51,7 +51,7 @@ def _images(labels: list[int]):
 
     rng = random.Random(0)
     out = []
-    for i, label in enumerate(labels):
+    for label in labels:
         pixels = bytes(rng.randrange(256) for _ in range(24 * 20 * 3))
         out.append((Image.frombytes("RGB", (24, 20), pixels), label))
     return out
