@@ -224,9 +224,11 @@ def file_identities(files: Sequence[str], root: Optional[str], verify: bool = Fa
     (about 10 us; see benchmarks/data_identity.py). A file that cannot be stat'ed (missing, dangling symlink,
     symlink loop) is recorded as such; its sample fails when read."""
     out = []
+    prefix = root + os.sep if root else None
     for path in files:
         absolute = os.path.abspath(path)
-        where = os.path.relpath(absolute, root) if root and absolute.startswith(root + os.sep) else absolute
+        # under root: the rest of the path is os.path.relpath(absolute, root) (both normalised), 10x cheaper
+        where = absolute[len(prefix):] if prefix and absolute.startswith(prefix) else absolute
         try:
             st = os.stat(absolute)
         except OSError as exc:
