@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -85,13 +86,21 @@ class UInt8Pixels:
     the model card says."""
 
     def __init__(self, spec: PixelSpec) -> None:
-        from torchvision.transforms import InterpolationMode
-
         if spec.decoder not in DECODERS:
             raise ValueError(f"decoder {spec.decoder!r}: expected one of {DECODERS}")
         self.spec = spec
-        self._mode = InterpolationMode(spec.interpolation)
-        self._pil_steps = _open_clip_pil_steps(spec) if spec.decoder == "pil" else None
+
+    # built on first use, not in __init__: a re-run served by the feature cache makes transforms but decodes
+    # nothing, and should not import torchvision and open_clip (seconds) to do so
+    @cached_property
+    def _mode(self):
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.spec.interpolation)
+
+    @cached_property
+    def _pil_steps(self):
+        return _open_clip_pil_steps(self.spec) if self.spec.decoder == "pil" else None
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if self._pil_steps is not None:

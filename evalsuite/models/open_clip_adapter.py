@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import open_clip
 import torch
 
 from ..errors import ModelLoadError
@@ -36,6 +35,8 @@ class OpenClipAdapter(ModelAdapter):
         return {"file_sha256": file_digest(_weights_file(source))}
 
     def _build(self) -> torch.nn.Module:
+        import open_clip  # here, not at the top: a fully cached re-run names this adapter but loads no model
+
         source = self.weights_source(self.card)
         model_name, pretrained, hub, weights_path = self.card.architecture, None, None, None
         if source.kind in ("package_dir", "local_dir"):
@@ -88,6 +89,8 @@ class OpenClipAdapter(ModelAdapter):
                 "resize_mode": p.resize_mode,
             }
         # no preprocessing on the card: the weights' own (open_clip pretrained/local-dir config)
+        import open_clip
+
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg["size"]
         return {
