@@ -30,15 +30,6 @@ def collate_samples(batch):
     return pixels, labels, indices, failures
 
 
-# Decoders that share the cores with a CPU forward pass run at the lowest priority: they then fill the forward's
-# idle gaps (its threads wait on each other) instead of preempting a thread that the others are waiting for.
-CPU_DECODER_NICENESS = 10
-
-
-def lower_priority(_worker_id: int) -> None:
-    os.nice(CPU_DECODER_NICENESS)
-
-
 def make_loader(dataset, batch_size: int, workers: Optional[int], device: torch.device) -> DataLoader:
     workers = default_workers() if workers is None else workers
     return DataLoader(
@@ -50,5 +41,4 @@ def make_loader(dataset, batch_size: int, workers: Optional[int], device: torch.
         collate_fn=collate_samples,
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
-        worker_init_fn=lower_priority if device.type == "cpu" and workers > 0 else None,
     )
