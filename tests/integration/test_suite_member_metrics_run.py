@@ -14,16 +14,23 @@ def suites(folder):
     return {r["suite"]: float(r["value"]) for r in csv.DictReader(next(folder.iterdir()).joinpath("suites.csv").open())}
 
 
-def test_run_writes_suite_means_of_member_metrics(tiny_model_dir, tmp_path):
+def write_mix_suite(tmp_path):
+    """Data for tasks pets (unbalanced: its recall differs from its accuracy) and cars, and the include path of a
+    suite mix averaging pets' mean per-class recall with cars' primary metric."""
     write_class_folders(tmp_path / "data" / "pets", ["cat", "dog", "cow"], per_class=4)
-    write_class_folders(tmp_path / "data" / "pets", ["cat"], per_class=9)  # unbalanced: recall != accuracy
+    write_class_folders(tmp_path / "data" / "pets", ["cat"], per_class=9)
     write_class_folders(tmp_path / "data" / "cars", ["sedan", "truck"], per_class=3)
     inc = tmp_path / "inc"
     write_include_task(inc, "pets", ["cat", "dog", "cow"], metrics=("acc1", "mean_per_class_recall"))
     write_include_task(inc, "cars", ["sedan", "truck"], metrics=("acc1", "mean_per_class_recall"))
     (inc / "tasks" / "suites").mkdir()
     (inc / "tasks" / "suites" / "mix.yaml").write_text("name: mix\nmembers: [pets, cars]\n"
-                                            "member_metrics: {pets: mean_per_class_recall}\n")
+                                                      "member_metrics: {pets: mean_per_class_recall}\n")
+    return inc
+
+
+def test_run_writes_suite_means_of_member_metrics(tiny_model_dir, tmp_path):
+    inc = write_mix_suite(tmp_path)
     out = tmp_path / "out"
     assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "mix", "--data-root",
                  str(tmp_path / "data"), "--include-path", str(inc), "--output-dir", str(out), "--workers", "0",
@@ -44,15 +51,7 @@ def test_compare_averages_the_suite_member_metrics(tiny_model_dir, tmp_path, cap
     that metric, not its primary one (before: the primary, so A's suite value was not the suite's mean)."""
     from evalsuite.models.tiny import write_tiny_clip
 
-    write_class_folders(tmp_path / "data" / "pets", ["cat", "dog", "cow"], per_class=4)
-    write_class_folders(tmp_path / "data" / "pets", ["cat"], per_class=9)
-    write_class_folders(tmp_path / "data" / "cars", ["sedan", "truck"], per_class=3)
-    inc = tmp_path / "inc"
-    write_include_task(inc, "pets", ["cat", "dog", "cow"], metrics=("acc1", "mean_per_class_recall"))
-    write_include_task(inc, "cars", ["sedan", "truck"], metrics=("acc1", "mean_per_class_recall"))
-    (inc / "tasks" / "suites").mkdir()
-    (inc / "tasks" / "suites" / "mix.yaml").write_text("name: mix\nmembers: [pets, cars]\n"
-                                                      "member_metrics: {pets: mean_per_class_recall}\n")
+    inc = write_mix_suite(tmp_path)
     other = write_tiny_clip(tmp_path / "other", seed=1)
     outs = []
     for name, model in (("a", tiny_model_dir), ("b", other)):
