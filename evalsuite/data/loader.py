@@ -31,6 +31,9 @@ def collate_samples(batch):
 
 
 def make_loader(dataset, batch_size: int, workers: Optional[int], device: torch.device) -> DataLoader:
+    ready = getattr(getattr(dataset, "transform", None), "ready", None)
+    if ready is not None:  # the decoder's setup errors here, once, not as every sample's failure
+        ready()
     workers = default_workers() if workers is None else workers
     return DataLoader(
         dataset,

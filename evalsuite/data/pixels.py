@@ -91,7 +91,13 @@ class UInt8Pixels:
         self.spec = spec
 
     # built on first use, not in __init__: a re-run served by the feature cache makes transforms but decodes
-    # nothing, and should not import torchvision and open_clip (seconds) to do so
+    # nothing, and should not import torchvision and open_clip (seconds) to do so. ``ready`` builds them before a
+    # loader starts, so a bad setting is one error, not a per-sample failure in every worker
+    def ready(self) -> "UInt8Pixels":
+        """Build the resize steps now (raises on a bad interpolation or an open_clip transform of a new shape)."""
+        _ = self._mode, self._pil_steps
+        return self
+
     @cached_property
     def _mode(self):
         from torchvision.transforms import InterpolationMode

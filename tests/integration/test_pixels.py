@@ -13,7 +13,7 @@ from PIL import Image
 
 from evalsuite.cli import main
 from evalsuite.data.base import SampleDataset, load_image_file
-from evalsuite.data.loader import collate_samples
+from evalsuite.data.loader import collate_samples, make_loader
 from evalsuite.data.pixels import JpegBytes, PixelSpec, UInt8Pixels, normalize_on_device
 from evalsuite.models.card import OPENAI_MEAN, OPENAI_STD
 from helpers import shared, write_class_folders, write_include_task
@@ -210,3 +210,15 @@ def test_channels_last_only_for_convolutional_towers_and_numbers_unchanged(tiny_
     model.channels_last = True
     model.module.to(memory_format=torch.channels_last)
     assert torch.allclose(model.encode_image(pixels), plain, atol=1e-5)
+
+
+def test_a_bad_decoder_setting_is_one_error_not_every_samples_failure(tmp_path):
+    """The pil steps are built lazily (a cached re-run needs no open_clip); a loader builds them first, so a bad
+    interpolation raises once instead of turning into an 'unreadable' failure for every sample."""
+    path = tmp_path / "a.png"
+    Image.new("RGB", (12, 10), (10, 20, 30)).save(path)
+    for decoder in ("pil", "tensor"):
+        transform = UInt8Pixels(PixelSpec(8, "shortest", "not-an-interpolation", decoder))
+        dataset = SampleDataset([str(path)], [0], load_image_file, transform, ["a.png"])
+        with pytest.raises(ValueError, match="not-an-interpolation"):
+            make_loader(dataset, batch_size=1, workers=0, device=torch.device("cpu"))
