@@ -23,6 +23,7 @@ from .feature_cache import FeatureCache, cache_key, image_entry_problem, json_di
 from .images import BatchLimit, encode_with_backoff, from_loader, from_pixel_cache, shard_of
 from .loaders import LoaderPool
 from .requests import ClassifierRequest, Encoded, EncodedImages, ImageRequest, TaskInputs, TextRequest
+from .texts import encode_texts
 
 if TYPE_CHECKING:
     from ..data.pixels import UInt8Pixels
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
     from .pixel_cache import PixelCache
 
 log = logging.getLogger("evalsuite")
-
-TEXT_BATCH = 1024  # prompts per text forward pass; a classifier's classes x templates are batched together
-
 
 class ModelLoadFailed(Exception):
     """The model could not be loaded (``error``): that stops the run, it is not one task's failure."""
@@ -248,9 +246,7 @@ class Encoder:
         return torch.stack([known[tuple(p)] for p in prompts])
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        model = self.model
-        return torch.cat([model.encode_text(model.tokenize(texts[i:i + TEXT_BATCH])).float().cpu()
-                          for i in range(0, len(texts), TEXT_BATCH)])
+        return encode_texts(self.model, texts)  # a classifier's classes x templates are batched together
 
     def texts(self, request: TextRequest) -> torch.Tensor:
         """(T, D) features of the texts, in order, cached by model and text digest like classifiers."""

@@ -26,3 +26,49 @@ def test_towers_that_pool_elsewhere_are_not_truncated(tiny_model_dir):
     tower = model._text_tower()
     tower.text_pool_type = "last"  # the last position moves when the batch is cut: must not truncate
     assert not can_truncate(tower)
+
+
+def test_texts_are_encoded_in_batches_of_similar_length_and_returned_in_order(tiny_model_dir):
+    """Classes x templates mix long and short prompts; encoded in that order every batch pays for its longest
+    prompt. Ordered by length, the padding is gone and each text keeps its own feature."""
+    from evalsuite.encoding import Encoder, TextRequest
+    from evalsuite.encoding.texts import TEXT_BATCH
+
+    model = load_model(resolve_card(f"local-dir:{tiny_model_dir}"), device="cpu")
+    templates = ("a photo of a {}.", "{}", "a blurry low resolution photo of the big {}.")
+    texts = [t.format(f"class {c}" + " long" * (c % 7)) for c in range(800) for t in templates]  # 2,400 texts
+    encoded_tokens = []
+    encode = model.encode_text
+
+    def spy(tokens):
+        encoded_tokens.append(trim_padding(tokens).numel())
+        return encode(tokens)
+
+    model.encode_text = spy
+    features = Encoder.for_model(model).texts(TextRequest(texts))
+    model.encode_text = encode
+    lengths = sorted(int((row != 0).sum()) for row in model.tokenize(texts))
+    fewest = sum(len(lengths[i:i + TEXT_BATCH]) * lengths[i:i + TEXT_BATCH][-1]
+                 for i in range(0, len(texts), TEXT_BATCH))
+    assert sum(encoded_tokens) == fewest
+    some = list(range(0, len(texts), 97))
+    one_by_one = torch.cat([model.encode_text(model.tokenize([texts[i]])) for i in some])
+    assert torch.allclose(features[some], one_by_one, atol=1e-5)
+
+
+def test_the_fused_causal_attention_equals_open_clips_blocks(tiny_model_dir):
+    from evalsuite.models.text_truncation import causal_blocks, fused_causal_ok
+
+    tower = load_model(resolve_card(f"local-dir:{tiny_model_dir}"), device="cpu")._text_tower()
+    mask = tower.attn_mask[:9, :9]
+    assert fused_causal_ok(tower.transformer, mask)
+    x = torch.randn(5, 9, tower.transformer.width)
+    with torch.inference_mode():
+        assert torch.allclose(causal_blocks(tower.transformer, x), tower.transformer(x, attn_mask=mask), atol=1e-6)
+    not_causal = mask.clone()
+    not_causal[3, 1] = float("-inf")
+    assert not fused_causal_ok(tower.transformer, not_causal)
+    assert not fused_causal_ok(tower.transformer, torch.zeros_like(mask))
+    hook = tower.transformer.resblocks[-1].register_forward_hook(lambda *args: None)
+    assert not fused_causal_ok(tower.transformer, mask)  # a hooked block must run, so its hook fires
+    hook.remove()

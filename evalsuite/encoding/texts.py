@@ -1,0 +1,43 @@
+"""Prompts and captions -> features, batched by token length.
+
+A model that encodes prompts cut to their batch's longest one (``models/text_truncation.py``) pays for every
+batch's padding. Classes x templates in their natural order mix long and short prompts in every batch, so the
+Encoder tokenizes a window of texts, orders it by length, encodes it in batches of similar lengths and puts the
+features back in text order. Each text's feature depends only on its own tokens (causal attention, pooling at the
+end-of-text token), so the order changes the cost, not the result: on ImageNet's 80,000 prompts the tokens
+encoded fall from 1.22M to 0.77M (``benchmarks/vs_clip_benchmark.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from ..models.base import ModelAdapter
+
+TEXT_BATCH = 1024  # texts per text forward pass
+SORT_WINDOW = 64 * TEXT_BATCH  # texts tokenized and ordered together (bounds the token tensor: 64k x 77 int64)
+
+
+def token_lengths(tokens: torch.Tensor) -> torch.Tensor:
+    """Non-padding tokens per row. open_clip's tokenizers pad with 0; a tokenizer padding with another id gives
+    its rows equal keys and keeps their order, which costs nothing: such models encode the full context anyway."""
+    return (tokens != 0).sum(dim=1)
+
+
+def encode_texts(model: "ModelAdapter", texts: list[str], batch: int = TEXT_BATCH,
+                 window: int = SORT_WINDOW) -> torch.Tensor:
+    """(len(texts), D) float32 features on the CPU, in the order of ``texts``."""
+    out = []
+    for start in range(0, len(texts), window):
+        part = texts[start:start + window]
+        tokens = torch.cat([model.tokenize(part[i:i + batch]) for i in range(0, len(part), batch)])
+        order = torch.argsort(token_lengths(tokens), stable=True)
+        features = torch.cat([model.encode_text(tokens[order[i:i + batch]]).float().cpu()
+                              for i in range(0, len(part), batch)])
+        unsorted = torch.empty_like(features)
+        unsorted[order] = features
+        out.append(unsorted)
+    return torch.cat(out)
