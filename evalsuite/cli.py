@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", "--batch_size", type=_batch_size, default=256,
                      help="images per batch (1-65536, default 256)")
     run.add_argument("--workers", "--num_workers", type=_workers, default=None,
-                     help="DataLoader workers (default: CPU count - 1, at most 8)")
+                     help="DataLoader workers, at most 8 by default: CPU count - 1 on a GPU host; every core on a"
+                          " CPU device, where they decode only between forward passes")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--nproc-per-node", type=_int_in(1, 1024), default=1,
                      help="data-parallel ranks on this machine (torchrun's launcher, run so that the exit code"

@@ -43,7 +43,7 @@ class ModelLoadFailed(Exception):
 @dataclass(frozen=True)
 class EncoderSettings:
     batch_size: int = 256
-    workers: Optional[int] = None  # DataLoader workers (None: cores - 1, at most 8)
+    workers: Optional[int] = None  # DataLoader workers (None: data.loader.default_workers)
     progress: str = "off"  # bar | lines | off (evalsuite/progress.py)
     decoder: str = "pil"  # pil (open_clip's transform exactly; the default) | tensor | cuda (data/pixels.py)
     cache_dir: Optional[Path] = None  # feature cache root (None: no feature cache)
@@ -173,7 +173,9 @@ class Encoder:
         return self.pixel_cache, self.pixel_cache.key(dataset.transform.spec.as_dict(), request.key_parts)
 
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        return encode_with_backoff(self.model.encode_image, pixels, self.batch_limit)
+        model = self.model  # loaded (if it must be) before the loaders are held
+        with self.loaders.encoding():
+            return encode_with_backoff(model.encode_image, pixels, self.batch_limit)
 
     def images(self, request: ImageRequest) -> EncodedImages:
         """Image features of the request's readable samples: from the feature cache when it holds them (verified;
@@ -246,7 +248,9 @@ class Encoder:
         return torch.stack([known[tuple(p)] for p in prompts])
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        return encode_texts(self.model, texts)  # a classifier's classes x templates are batched together
+        model = self.model
+        with self.loaders.encoding():
+            return encode_texts(model, texts)  # a classifier's classes x templates are batched together
 
     def texts(self, request: TextRequest) -> torch.Tensor:
         """(T, D) features of the texts, in order, cached by model and text digest like classifiers."""

@@ -97,3 +97,45 @@ def test_each_task_finds_its_loader_already_running(tiny_model_dir, tmp_path, mo
     assert main(argv + ["--output-dir", str(tmp_path / "cold"), "--transform", "shortest"]) == FEWER_THAN_EXPECTED
     assert pools[-1].taken_cold == 1
     assert metrics_of(tmp_path / "plain") == metrics_of(tmp_path / "cold")
+
+
+def test_on_a_cpu_device_workers_decode_only_between_forward_passes(tiny_model_dir, tmp_path, monkeypatch):
+    """Decoding during a forward pass that already uses every core slows it by more than the decoding saves
+    (data.loader.TurnGate): no sample may start being read while an image or text forward pass runs."""
+    import time
+
+    from evalsuite.data.pixels import UInt8Pixels
+    from evalsuite.models.base import ModelAdapter
+
+    write_class_folders(tmp_path / "data" / "cifar10", ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                        "horse", "ship", "truck"], per_class=3)
+    reads = tmp_path / "reads.txt"  # appended to by the worker processes
+    real_read, real_image, real_text = UInt8Pixels.from_file, ModelAdapter.encode_image, ModelAdapter.encode_text
+    forwards = []
+
+    def read(self, path):
+        with reads.open("a") as f:
+            f.write(f"{time.monotonic()}\n")
+        time.sleep(0.05)  # decoding that lasts: free-running workers would still be at it during the forwards
+        return real_read(self, path)
+
+    def slow(real):
+        def forward(self, x):
+            start = time.monotonic()
+            time.sleep(0.2)
+            out = real(self, x)
+            forwards.append((start, time.monotonic()))
+            return out
+        return forward
+
+    monkeypatch.setattr(UInt8Pixels, "from_file", read)
+    monkeypatch.setattr(ModelAdapter, "encode_image", slow(real_image))
+    monkeypatch.setattr(ModelAdapter, "encode_text", slow(real_text))
+    assert main(["run", "--model", f"local-dir:{tiny_model_dir}", "--tasks", "cifar10", "--data-root",
+                 str(tmp_path / "data"), "--workers", "2", "--batch-size", "8", "--no-cache-features",
+                 "--output-dir", str(tmp_path / "out")]) == FEWER_THAN_EXPECTED
+    starts = [float(line) for line in reads.read_text().split()]
+    assert len(starts) == 30 and len(forwards) >= 5
+    # a worker past the gate just before it closed may record its read a moment later
+    during = [t for t in starts for begin, end in forwards if begin + 0.05 < t < end]
+    assert during == []
