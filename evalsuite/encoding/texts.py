@@ -22,9 +22,12 @@ SORT_WINDOW = 64 * TEXT_BATCH  # texts tokenized and ordered together (bounds th
 
 
 def token_lengths(tokens: torch.Tensor) -> torch.Tensor:
-    """Non-padding tokens per row. open_clip's tokenizers pad with 0; a tokenizer padding with another id gives
-    its rows equal keys and keeps their order, which costs nothing: such models encode the full context anyway."""
-    return (tokens != 0).sum(dim=1)
+    """Tokens up to the last non-zero one, per row: the length open_clip's tokenizers pad with 0 after. A
+    tokenizer padding with another id gives every row the full width and keeps the texts' order, which costs
+    nothing: such models encode the full context anyway."""
+    used = tokens != 0
+    last = tokens.shape[1] - used.flip(1).int().argmax(dim=1)
+    return torch.where(used.any(dim=1), last, 0)
 
 
 def encode_texts(model: "ModelAdapter", texts: list[str], batch: int = TEXT_BATCH,
@@ -33,7 +36,11 @@ def encode_texts(model: "ModelAdapter", texts: list[str], batch: int = TEXT_BATC
     out = []
     for start in range(0, len(texts), window):
         part = texts[start:start + window]
-        tokens = torch.cat([model.tokenize(part[i:i + batch]) for i in range(0, len(part), batch)])
+        chunks = [model.tokenize(part[i:i + batch]) for i in range(0, len(part), batch)]
+        if len({c.shape[1] for c in chunks}) > 1:  # padded to each call's longest (an in-memory tokenizer)
+            out += [model.encode_text(c).float().cpu() for c in chunks]
+            continue
+        tokens = torch.cat(chunks)
         order = torch.argsort(token_lengths(tokens), stable=True)
         features = torch.cat([model.encode_text(tokens[order[i:i + batch]]).float().cpu()
                               for i in range(0, len(part), batch)])

@@ -72,3 +72,21 @@ def test_the_fused_causal_attention_equals_open_clips_blocks(tiny_model_dir):
     hook = tower.transformer.resblocks[-1].register_forward_hook(lambda *args: None)
     assert not fused_causal_ok(tower.transformer, mask)  # a hooked block must run, so its hook fires
     hook.remove()
+
+
+def test_a_tokenizer_padding_each_call_to_its_longest_text_keeps_working():
+    """An in-memory model's tokenizer may pad to the longest text of each call: those chunks cannot be merged
+    and ordered, so they are encoded as they come, still in text order."""
+    from evalsuite.encoding.texts import encode_texts, token_lengths
+
+    class Model:
+        def tokenize(self, texts):
+            width = max(len(t) for t in texts)
+            return torch.tensor([[ord(c) for c in t] + [0] * (width - len(t)) for t in texts])
+
+        def encode_text(self, tokens):
+            return token_lengths(tokens)[:, None].float()
+
+    texts = ["a" * n for n in (3, 9, 1, 4, 7, 2, 8)]
+    assert encode_texts(Model(), texts, batch=3)[:, 0].tolist() == [3, 9, 1, 4, 7, 2, 8]
+    assert token_lengths(torch.tensor([[5, 0, 7, 0], [0, 0, 0, 0], [1, 2, 3, 4]])).tolist() == [3, 0, 4]
