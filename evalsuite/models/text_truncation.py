@@ -69,7 +69,8 @@ def fused_causal_ok(transformer: nn.Module, mask: torch.Tensor) -> bool:
                 and not hasattr(block, "ln_1_kv"))
 
     causal = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
-    return (getattr(transformer, "batch_first", False) and all(standard(b) for b in transformer.resblocks)
+    blocks = getattr(transformer, "resblocks", None)
+    return (getattr(transformer, "batch_first", False) and blocks is not None and all(standard(b) for b in blocks)
             and torch.equal(torch.isinf(mask) & (mask < 0), causal) and not bool(mask[~causal].any()))
 
 

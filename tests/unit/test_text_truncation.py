@@ -90,3 +90,13 @@ def test_a_tokenizer_padding_each_call_to_its_longest_text_keeps_working():
     texts = ["a" * n for n in (3, 9, 1, 4, 7, 2, 8)]
     assert encode_texts(Model(), texts, batch=3)[:, 0].tolist() == [3, 9, 1, 4, 7, 2, 8]
     assert token_lengths(torch.tensor([[5, 0, 7, 0], [0, 0, 0, 0], [1, 2, 3, 4]])).tolist() == [3, 0, 4]
+
+
+def test_a_transformer_of_another_shape_takes_its_own_forward():
+    from evalsuite.models.text_truncation import fused_causal_ok
+
+    class Other(torch.nn.Module):
+        batch_first = True  # but no open_clip resblocks
+
+    mask = torch.full((4, 4), float("-inf")).triu(1)
+    assert not fused_causal_ok(Other(), mask)
