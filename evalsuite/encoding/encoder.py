@@ -248,9 +248,8 @@ class Encoder:
         return torch.stack([known[tuple(p)] for p in prompts])
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        model = self.model
-        with self.loaders.encoding():
-            return encode_texts(model, texts)  # a classifier's classes x templates are batched together
+        # a classifier's classes x templates are batched together; loader workers pause for each forward pass
+        return encode_texts(self.model, texts, forward_turn=self.loaders.encoding)
 
     def texts(self, request: TextRequest) -> torch.Tensor:
         """(T, D) features of the texts, in order, cached by model and text digest like classifiers."""

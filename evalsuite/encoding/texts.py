@@ -10,7 +10,8 @@ imagenet1k, open_clip's tokenizer) the tokens encoded fall from 1.22M to 0.77M.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -30,20 +31,26 @@ def token_lengths(tokens: torch.Tensor) -> torch.Tensor:
     return torch.where(used.any(dim=1), last, 0)
 
 
-def encode_texts(model: "ModelAdapter", texts: list[str], batch: int = TEXT_BATCH,
-                 window: int = SORT_WINDOW) -> torch.Tensor:
-    """(len(texts), D) float32 features on the CPU, in the order of ``texts``."""
+def encode_texts(model: "ModelAdapter", texts: list[str], batch: int = TEXT_BATCH, window: int = SORT_WINDOW,
+                 forward_turn: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+                 ) -> torch.Tensor:
+    """(len(texts), D) float32 features on the CPU, in the order of ``texts``. ``forward_turn`` is entered around
+    each forward pass, not the tokenizing (one core: loader workers may use the others meanwhile)."""
+
+    def encode(tokens: torch.Tensor) -> torch.Tensor:
+        with forward_turn():
+            return model.encode_text(tokens).float().cpu()
+
     out = []
     for start in range(0, len(texts), window):
         part = texts[start:start + window]
         chunks = [model.tokenize(part[i:i + batch]) for i in range(0, len(part), batch)]
         if len({c.shape[1] for c in chunks}) > 1:  # padded to each call's longest (an in-memory tokenizer)
-            out += [model.encode_text(c).float().cpu() for c in chunks]
+            out += [encode(c) for c in chunks]
             continue
         tokens = torch.cat(chunks)
         order = torch.argsort(token_lengths(tokens), stable=True)
-        features = torch.cat([model.encode_text(tokens[order[i:i + batch]]).float().cpu()
-                              for i in range(0, len(part), batch)])
+        features = torch.cat([encode(tokens[order[i:i + batch]]) for i in range(0, len(part), batch)])
         unsorted = torch.empty_like(features)
         unsorted[order] = features
         out.append(unsorted)
