@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 3600.0
-CACHE_FOLDERS = ("features", "pixels", "video-frames")  # what the caches write under the cache dir
+CACHE_FOLDERS = ("features", "pixels", "video-frames", "digests")  # what the caches write under the cache dir
 
 
 def is_temp_name(name: str) -> bool:

@@ -14,7 +14,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import torch
 import torch.nn.functional as F
@@ -64,30 +64,105 @@ def resolve_precision(card: ModelCard, device: torch.device, requested: str | No
     return requested or card.precision
 
 
-def file_digest(path: Path, chunk: int = 1 << 24) -> str:
-    """sha256 of a weights file: whole file up to 256 MiB, else size plus the first and last 16 MiB.
+DIGEST_MEMO_MIN_BYTES = 64 << 20  # smaller files hash in well under a second each run: no memo entry for them
+_READ_CHUNK = 1 << 24
 
-    Hashing a 33 GB checkpoint would add minutes to every run; any two different trained checkpoints differ in
-    their first tensors, so the sampled digest still tells them apart.
+
+@dataclasses.dataclass(frozen=True)
+class FileVersion:
+    """What tells one version of a file from another without reading it (ctime_ns: an in-place edit whose mtime
+    was set back still moves it)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+
+def file_digest(path: Path) -> str:
+    """sha256 (16 hex digits) of a file's size and whole contents: weights, configs, tokenizer files.
+
+    Every byte counts: two checkpoints that differ only in middle blocks (a partial fine-tune) must not share a
+    fingerprint. A large file is hashed once per version of it: the digest is memoised under
+    ``$EVALSUITE_CACHE_DIR/digests``, keyed by the resolved path, size, mtime_ns, ctime_ns and inode, so an
+    edited or replaced file is hashed again.
     """
     path = Path(path).resolve()
-    stat = path.stat()
-    return _digest(path, stat.st_size, stat.st_mtime_ns, chunk)
+    st = path.stat()
+    return _digest(FileVersion(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
 
 
-@functools.lru_cache(maxsize=64)
-def _digest(path: Path, size: int, mtime_ns: int, chunk: int) -> str:
-    """Memoised by file identity: a run asks for its weights' digest twice (results folder, model fingerprint)."""
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        if size <= 16 * chunk:
-            for block in iter(lambda: f.read(chunk), b""):
-                h.update(block)
-        else:
-            h.update(f.read(chunk))
-            f.seek(size - chunk)
-            h.update(f.read(chunk))
+@functools.lru_cache(maxsize=256)
+def _digest(version: FileVersion) -> str:
+    """In-process memo too: a run asks for its weights' digest more than once (results folder, fingerprint)."""
+    if version.size < DIGEST_MEMO_MIN_BYTES:
+        return _hash_file(version)
+    memo = _memo_path(version)
+    known = _read_memo(memo, version)
+    if known is not None:
+        return known
+    if version.size >= 1 << 30:
+        log.info("hashing %s (%.1f GB) for the model fingerprint; done once, then read from %s", version.path,
+                 version.size / 1e9, memo.parent)
+    digest = _hash_file(version)
+    _write_memo(memo, version, digest)
+    return digest
+
+
+def _hash_file(version: FileVersion) -> str:
+    # size, then contents: what the digest of a file under 256 MiB always was, so those fingerprints stay valid
+    h = hashlib.sha256(str(version.size).encode())
+    buf = bytearray(_READ_CHUNK)
+    view = memoryview(buf)
+    with open(version.path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()[:16]
+
+
+def _memo_path(version: FileVersion) -> Path:
+    from ..resources import default_cache_dir
+
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(version), sort_keys=True).encode()).hexdigest()[:32]
+    return default_cache_dir() / "digests" / f"{key}.json"
+
+
+def _read_memo(memo: Path, version: FileVersion) -> Optional[str]:
+    """The memoised digest of exactly this file version; None when absent, damaged or of another version."""
+    try:
+        entry = json.loads(memo.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("digest memo %s unreadable (%s); hashing the file again", memo, exc)
+        return None
+    if not isinstance(entry, dict) or entry.get("file") != dataclasses.asdict(version):
+        return None
+    digest = entry.get("sha256")
+    return digest if isinstance(digest, str) and len(digest) == 16 else None
+
+
+def _write_memo(memo: Path, version: FileVersion, digest: str) -> None:
+    from ..atomic import atomic_write_bytes
+
+    entry = {"file": dataclasses.asdict(version), "sha256": digest}
+    try:
+        atomic_write_bytes(memo, json.dumps(entry, sort_keys=True).encode())
+    except OSError as exc:  # the digest is right either way; only the next run's cost is at stake
+        log.warning("cannot memoise the digest of %s in %s (%s): the next run hashes it again", version.path,
+                    memo.parent, exc.strerror or exc)
+
+
+def folder_digests(folder: Path, unread: Collection[Path] = ()) -> dict[str, str]:
+    """File name -> digest of every regular file at the top of a model folder except hidden ones and ``unread``:
+    its weights and everything a loader may read beside them (model and preprocessing config, tokenizer
+    vocabularies, remote code). A README is hashed too: cheaper than missing a file some tokenizer reads."""
+    skip = {p.resolve() for p in unread}
+    files = sorted(p for p in Path(folder).iterdir()
+                   if not p.name.startswith(".") and p.is_file() and p.resolve() not in skip)
+    return {p.name: file_digest(p) for p in files}
 
 
 class ModelAdapter(ABC):

@@ -398,7 +398,7 @@ def load_native_weights(model: EvaClip, path: Path, dtype: torch.dtype) -> list[
 # the adapter
 
 from .base import ModelAdapter, file_digest, weight_dtype  # noqa: E402 (kept beside its only user)
-from .weights import resolve  # noqa: E402
+from .weights import hf_file_commit, resolve  # noqa: E402
 
 
 def card_config(card) -> EvaClipConfig:
@@ -416,8 +416,9 @@ class EvaNativeAdapter(ModelAdapter):
         source = cls.weights_source(card)
         if source.kind == "file":
             return {"file_sha256": file_digest(resolve(source).path)}
-        # a hub file is identified by repo, name and revision, without downloading 30 GB to hash it
-        return {"hf_file": f"{source.ref}/{source.filename}@{source.revision or 'main'}"}
+        # a hub file is identified by repo, name and the commit its revision names (no 30 GB download to hash
+        # it); the load reads the file at that very commit
+        return {"hf_file": f"{source.ref}/{source.filename}@{hf_file_commit(source)}"}
 
     def _build(self) -> nn.Module:
         cfg = card_config(self.card)

@@ -20,6 +20,7 @@ weights the papers used.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError
-from .base import ModelAdapter, file_digest, weight_dtype
-from .weights import check_weights_file, explain_weights_error, hf_snapshot_of, snapshot_problem
+from .base import ModelAdapter, folder_digests, weight_dtype
+from .weights import check_weights_file, explain_weights_error, hf_snapshot_of, hub_commit, snapshot_problem
 
 log = logging.getLogger(__name__)
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL resample codes in preprocessor configs
@@ -107,14 +108,15 @@ class HfAdapter(ModelAdapter):
     @classmethod
     def weights_identity(cls, card) -> dict:
         source = cls.weights_source(card)
-        repo = source.ref
-        folder = Path(repo).expanduser()
+        folder = Path(source.ref).expanduser()
         if folder.is_dir():
-            files = sorted(p for ext in _WEIGHT_GLOBS for p in folder.glob(ext))
-            if not files:
+            if not any(p for ext in _WEIGHT_GLOBS for p in folder.glob(ext)):
                 raise ModelLoadError(f"{folder}: no weights (*.safetensors, *.bin) in this Hugging Face folder")
-            return {"files": {p.name: file_digest(p) for p in files}}
-        return {"hf_repo": f"{repo}@{source.revision or 'main'}"}
+            # transformers reads config.json, preprocessor_config.json and the tokenizer files beside the weights
+            return {"files": folder_digests(folder), **_code_identity(card, str(folder), None)}
+        require_pin(card)  # that refusal first: it is the one to fix
+        commit = _repo_commit(source)
+        return {"hf_repo": f"{source.ref}@{commit}", **_code_identity(card, source.ref, commit)}
 
     def _build(self) -> nn.Module:
         from transformers import AutoConfig, CLIPModel
@@ -128,6 +130,9 @@ class HfAdapter(ModelAdapter):
         self.dtype = weight_dtype(self.precision)
         plan = None
         require_pin(self.card)  # an unpinned card is refused before anything is read
+        if not folder.is_dir():  # at the commit the fingerprint names, never wherever the branch points by now
+            source = dataclasses.replace(source, revision=_repo_commit(source))
+            revision = source.revision
         try:
             # never with remote code: a repo that needs its own code raises here, before any of it is imported
             config = AutoConfig.from_pretrained(repo, revision=revision, trust_remote_code=False)
@@ -234,6 +239,24 @@ class HfAdapter(ModelAdapter):
     def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         out = self.module.get_text_features(input_ids=tokens) if self.is_clip else self.module.encode_text(tokens)
         return out if torch.is_tensor(out) else out.pooler_output
+
+
+def _repo_commit(source) -> str:
+    """The commit an unpinned ``hf:ORG/NAME`` (or a pinned branch or tag) is read at: ``weights.hub_commit``."""
+    files = ["config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+             "pytorch_model.bin.index.json"]
+    at = f"@{source.revision}" if source.revision else ""
+    return hub_commit(source.ref, source.revision, files, lambda why: ModelLoadError(
+        f"hf:{source.ref}{at}: not found locally or in the Hugging Face cache ({why}); download it"
+        f" (huggingface-cli download {source.ref}) or pass a local folder as hf:/path/to/folder"))
+
+
+def _code_identity(card, ref: str, revision: Optional[str]) -> dict:
+    """The pinned modelling code a card lends, where it is not the weights' own repo and commit (``--weights``)."""
+    code = card.code_source if card.trust_remote_code else None
+    if code is None or (code.ref, code.revision) == (ref, revision):
+        return {}
+    return {"code": f"{code.ref}@{code.revision}"}
 
 
 def _tokenizer(ref: str, revision: Optional[str]):

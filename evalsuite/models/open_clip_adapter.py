@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from ..errors import ModelLoadError
-from .base import ModelAdapter, file_digest
+from .base import ModelAdapter, file_digest, folder_digests
 from .card import WeightsSource
 from .weights import (
     check_weights_file,
@@ -32,7 +32,12 @@ class OpenClipAdapter(ModelAdapter):
         source = cls.weights_source(card)
         if source.kind == "open_clip_tag":
             return {"open_clip_tag": source.ref}
-        return {"file_sha256": file_digest(_weights_file(source))}
+        weights = _weights_file(source)
+        if source.kind == "file":
+            return {"file_sha256": file_digest(weights)}
+        # a folder: open_clip reads its open_clip_config.json (architecture, quick_gelu, mean/std) and, for an
+        # hf_tokenizer_name, the tokenizer files beside it; the other checkpoints there are never read
+        return {"folder_files": folder_digests(weights.parent, unread=_checkpoints(weights.parent) - {weights})}
 
     def _build(self) -> torch.nn.Module:
         import open_clip  # here, not at the top: a fully cached re-run names this adapter but loads no model
@@ -148,8 +153,12 @@ def _weights_file(source: WeightsSource) -> Path:
     return _single_checkpoint(path)
 
 
+def _checkpoints(folder: Path) -> set[Path]:
+    return {p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext)}
+
+
 def _single_checkpoint(folder: Path) -> Path:
-    found = sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
+    found = sorted(_checkpoints(folder))
     if not found:
         raise ModelLoadError(f"{folder}: no weights file (*.safetensors, *.bin, *.pth) beside open_clip_config.json")
     preferred = [p for p in found if p.name == "open_clip_model.safetensors"]

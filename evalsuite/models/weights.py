@@ -5,6 +5,10 @@ A hub file (a card's ``hf_file``, or the file behind an open_clip tag) is looked
 first, with no request. Only when it is absent is the hub asked — once, with a short timeout and no retries
 (``hub_unreachable``); an unreachable hub, or HF_HUB_OFFLINE, gives at once one error naming the file and the
 three ways to provide it, instead of huggingface_hub's minute of retries.
+
+A card's ``hf_file`` and an ``hf:ORG/NAME`` repo without a commit are first resolved to one (``hub_commit``:
+the hub's answer when it is reachable, one metadata request; else the cache's ``refs/``), which the model
+fingerprint names and at which the files are then read, so a moved branch never serves old numbers.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from ..errors import ModelLoadError
 from ..resources import PACKAGE_DIR
-from .card import ModelCard, WeightsSource
+from .card import COMMIT_HASH, ModelCard, WeightsSource
+
+log = logging.getLogger(__name__)
 
 LOCAL_KINDS = ("file", "local_dir", "package_dir")
 
@@ -89,7 +96,14 @@ def resolve(source: WeightsSource, download: bool = True) -> ResolvedWeights:
 
 
 def _hf_file(source: WeightsSource, download: bool) -> Path:
-    return hub_file(source.ref, [source.filename], source.revision, download, local_name=source.filename)
+    # at the commit the fingerprint names, never at wherever the branch points by now
+    return hub_file(source.ref, [source.filename], hf_file_commit(source), download, local_name=source.filename)
+
+
+def hf_file_commit(source: WeightsSource) -> str:
+    """The commit an ``hf_file`` source is read at (``hub_commit``); its missing-weights error when unknown."""
+    return hub_commit(source.ref, source.revision, [source.filename],
+                      lambda why: missing_weights_error(source.ref, [source.filename], why, source.filename))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -129,6 +143,69 @@ def hub_unreachable() -> Optional[str]:
         reason = f"the hub ({endpoint}) is unreachable ({type(exc).__name__}: {_first_line(exc)})"
     _probes[endpoint] = (time.monotonic(), reason)
     return reason
+
+
+# A revision that can move (a branch such as main, a tag): resolved to the commit the run reads, once per process,
+# so the fingerprint (computed first, without weights) and the weights loaded later name the same files.
+
+HUB_INFO_TIMEOUT_S = 10.0
+_commits: dict[tuple[str, str, str, str], str] = {}
+
+
+def hub_commit(repo: str, revision: Optional[str], files: list[str],
+               error: Callable[[str], ModelLoadError]) -> str:
+    """The 40-hex commit that ``revision`` (default main) of hub ``repo`` names: a commit as it is; else the
+    hub's answer when it is reachable (one metadata request, nothing downloaded), else the Hugging Face cache's
+    record (``refs/<revision>``, the snapshot that holds the first cached of ``files``). ``error(why)`` is raised
+    when neither knows: offline and not cached, the weights could not be loaded either.
+
+    The answer is kept for the process: the load that follows the fingerprint reads this commit even if the
+    branch moves meanwhile (a later process asks again)."""
+    if revision is not None and COMMIT_HASH.fullmatch(revision):
+        return revision
+    from huggingface_hub import constants
+
+    revision = revision or "main"
+    key = (constants.HF_HUB_CACHE, constants.ENDPOINT, repo, revision)
+    if key not in _commits:
+        commit, why = _ask_hub(repo, revision)
+        if commit is None:
+            commit = _cached_commit(repo, revision, files)
+            if commit is None:
+                raise error(why)
+            why = f"{why}; the Hugging Face cache's copy"
+        log.info("%s@%s is commit %s (%s)", repo, revision, commit, why)
+        _commits[key] = commit
+    return _commits[key]
+
+
+def _ask_hub(repo: str, revision: str) -> tuple[Optional[str], str]:
+    """(the hub's commit for the revision, None when it cannot say; why not)."""
+    reason = hub_unreachable()
+    if reason is not None:
+        return None, reason
+    from huggingface_hub import HfApi
+
+    try:
+        commit = HfApi().model_info(repo, revision=revision, timeout=HUB_INFO_TIMEOUT_S).sha
+    except Exception as exc:  # noqa: BLE001 - not found, gated, auth, timeout: the cache may still know
+        return None, f"the hub did not name its commit ({type(exc).__name__}: {_first_line(exc)})"
+    if not isinstance(commit, str) or not COMMIT_HASH.fullmatch(commit):
+        return None, f"the hub named no commit for {repo}@{revision} (got {commit!r})"
+    return commit, "the hub's answer"
+
+
+def _cached_commit(repo: str, revision: str, files: list[str]) -> Optional[str]:
+    """The commit ``refs/<revision>`` of the Hugging Face cache names, when its snapshot holds one of ``files``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in files:
+        path = try_to_load_from_cache(repo, name, revision=revision)
+        if isinstance(path, str):  # else None (not cached) or the cache's "known not to exist" marker
+            snapshot = Path(path).parents[len(Path(name).parts) - 1]  # .../snapshots/<commit>/<name>
+            if snapshot.parent.name == "snapshots" and COMMIT_HASH.fullmatch(snapshot.name):
+                return snapshot.name
+    return None
 
 
 @contextlib.contextmanager
