@@ -3,13 +3,20 @@ transformers ``CLIPModel``, or any ``torch.nn.Module`` with ``encode_image``/``e
 
 The adapter never changes the user's model for good: no dtype cast, no move to another device; the train/eval
 flags, ``requires_grad`` and memory format that the base class sets for inference are put back by ``restore()``.
-Its identity is a sha256 of the state dict (every tensor's name, dtype, shape and bytes in key order), so the
-feature cache and resume treat two different checkpoints of one architecture as different models.
+Its identity has three parts, all exact and computed without a forward pass: a sha256 of the state dict (every
+tensor's name, dtype, shape and bytes in key order), so two checkpoints of one architecture are different models;
+a sha256 of its structure (each submodule's class and plain attributes, and the non-persistent buffers), so equal
+weights under other computation (QuickGELU vs GELU, num_heads, eps, attention masks) are too; and the tokenizer's
+type plus a sha256 of the token ids it gives for probe texts, so another tokenizer is never served old numbers.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import json
+import numbers
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -38,6 +45,8 @@ class Bindings:
     tokenize: Callable[[list[str]], torch.Tensor]
     preprocess: dict  # size, mean, std, interpolation, resize_mode (ModelAdapter.preprocess_description)
     text_tower: Optional[nn.Module] = None  # open_clip-style tower: prompts cut to their length (checked exact)
+    tokenizer: Any = None  # the caller's tokenizer object (its type is part of the identity)
+    methods: tuple[str, str] = ("encode_image", "encode_text")  # what the towers are called, for errors
 
 
 def state_dict_digest(module: nn.Module) -> str:
@@ -50,10 +59,123 @@ def state_dict_digest(module: nn.Module) -> str:
         if not torch.is_tensor(value):  # extra state (get_extra_state): its repr is all we can hash
             h.update(f"{key}={value!r};".encode())
             continue
-        h.update(f"{key}:{value.dtype}:{tuple(value.shape)};".encode())
-        flat = value.detach().to("cpu").contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
+        h.update(f"{key}:".encode())
+        _hash_tensor(h, value)
     return h.hexdigest()[:16]
+
+
+def _hash_tensor(h, value: torch.Tensor) -> None:
+    """dtype, shape and raw bytes (copied to the CPU: the digest does not depend on the device)."""
+    h.update(f"{value.dtype}:{tuple(value.shape)};".encode())
+    flat = value.detach().to("cpu").contiguous().reshape(-1)
+    h.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
+
+
+def _tensor_digest(value: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    _hash_tensor(h, value)
+    return h.hexdigest()[:16]
+
+
+# nn.Module's own bookkeeping (parameters, buffers, submodules, hooks, the training flag): hashed elsewhere or not
+# part of the computation
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
+_NOT_COMPUTATION = frozenset({"name_or_path"})  # transformers' record of the folder the weights were read from
+_MAX_DEPTH = 4  # nesting of containers hashed by value; deeper ones (or cycles) are named by type
+
+
+def structure_digest(module: nn.Module) -> str:
+    """sha256 of what computes the features besides the state dict, with no forward pass: for every submodule (by
+    name) its class, its plain attributes and its forward hooks, and every non-persistent buffer (an attention
+    mask). Deterministic across processes and devices. Attributes are hashed by value when that is exact
+    (numbers, strings, None, dtypes, enums, tensors, functions and classes by qualified name, and containers of
+    these); any other object (a transformers config) only by its type."""
+    h = hashlib.sha256()
+    for name, sub in module.named_modules(remove_duplicate=False):
+        attributes = {key: _encode(value, 0) for key, value in vars(sub).items()
+                      if key not in _MODULE_INTERNALS and key not in _NOT_COMPUTATION}
+        hooks = [_qualified(hook) for hooks in (sub._forward_pre_hooks, sub._forward_hooks) for hook in hooks.values()]
+        buffers = {key: _tensor_digest(sub._buffers[key]) for key in sorted(sub._non_persistent_buffers_set)
+                   if sub._buffers.get(key) is not None}
+        record = [name, _qualified(type(sub)), attributes, hooks, buffers]
+        h.update(json.dumps(record, sort_keys=True).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def _encode(value: Any, depth: int) -> Any:
+    """A JSON value for one attribute; exact where the value can be hashed exactly, else its type's name."""
+    if value is None or isinstance(value, (bool, str)) or type(value) in (int, float):
+        return value  # JSON keeps 1, 1.0 and true apart; floats as their shortest exact repr
+    if isinstance(value, enum.Enum):
+        return ["enum", _qualified(type(value)), value.name]
+    if isinstance(value, numbers.Number):  # numpy scalars and other numbers, by type and exact repr
+        return ["number", _qualified(type(value)), repr(value)]
+    if isinstance(value, bytes):
+        return ["bytes", value.hex()]
+    if isinstance(value, torch.dtype):
+        return ["dtype", str(value)]
+    if torch.is_tensor(value):
+        return ["tensor", _tensor_digest(value)]
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return ["callable", _qualified(value)]
+    if depth < _MAX_DEPTH and isinstance(value, (tuple, list)):
+        return [type(value).__name__, [_encode(v, depth + 1) for v in value]]
+    if depth < _MAX_DEPTH and isinstance(value, (set, frozenset)):  # sorted: set order changes between processes
+        return ["set", sorted((_encode(v, depth + 1) for v in value), key=json.dumps)]
+    if depth < _MAX_DEPTH and isinstance(value, dict):
+        items = [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in value.items()]
+        return ["dict", sorted(items, key=lambda kv: json.dumps(kv[0]))]
+    return ["object", _qualified(type(value))]
+
+
+def _qualified(obj: Any) -> str:
+    """module.qualname of a class or function (of the function of a bound method; of the type of an instance)."""
+    obj = getattr(obj, "__func__", obj)
+    if not hasattr(obj, "__qualname__"):
+        obj = type(obj)
+    return f"{getattr(obj, '__module__', None)}.{obj.__qualname__}"
+
+
+# texts whose token ids tell tokenizers apart: cleaning (case, punctuation, html entities, whitespace), byte-level
+# handling (accents, other scripts, emoji), the empty text, and a text longer than any context (truncation and
+# context length show in the ids and the shape)
+TOKENIZER_PROBES = (
+    "a photo of a cat.",
+    "A PHOTO of a Cat!",
+    "it&#39;s a dog &amp; a &quot;cat&quot; <b>",
+    "  spaced\tout \n text  ",
+    "café naïve façade, Zürich, 東京, Москва",
+    "🐱 🐶👍🏽",
+    "don't stop: e-mail @user #tag 3.14 1,000 (x) [y] {z} $5 100%",
+    "",
+    " ".join(f"word{i}" for i in range(1000)),
+)
+
+
+def tokenizer_identity(tokenizer: Any, tokenize: Callable[[list[str]], torch.Tensor], model_name: str) -> dict:
+    """The tokenizer's type and a sha256 of its token ids (dtype-independent) for TOKENIZER_PROBES, each tokenized
+    alone. A probe the tokenizer raises on is recorded as that exception's type: behaviour the ids cannot show."""
+    h = hashlib.sha256()
+    for text in TOKENIZER_PROBES:
+        try:
+            tokens = tokenize([text])
+        except Exception as exc:  # noqa: BLE001 - a tokenizer that cannot take emoji may still serve the prompts
+            h.update(f"raises {_qualified(type(exc))};".encode())
+            continue
+        tokens = checked_tokens(tokens, model_name).to(device="cpu", dtype=torch.int64)
+        h.update(f"{tuple(tokens.shape)};".encode())
+        h.update(tokens.contiguous().numpy().tobytes())
+    return {"type": _qualified(type(tokenizer)), "probe_sha256": h.hexdigest()[:16]}
+
+
+def checked_tokens(tokens: Any, model_name: str) -> torch.Tensor:
+    """The tokenizer's output if it is a 2-D integer tensor (one row of token ids per text), else a clear error."""
+    if torch.is_tensor(tokens) and tokens.dtype in (torch.int64, torch.int32) and tokens.dim() == 2:
+        return tokens
+    got = (f"a {tokens.dim()}-D {tokens.dtype} tensor of shape {tuple(tokens.shape)}" if torch.is_tensor(tokens)
+           else type(tokens).__name__)
+    raise UserInputError(f"model {model_name}: the tokenizer must return a 2-D integer tensor of token ids (one row"
+                         f" per text) for a list of strings, got {got}")
 
 
 @dataclass
@@ -87,8 +209,11 @@ class InMemoryAdapter(ModelAdapter):
     def __init__(self, card: ModelCard, bindings: Bindings, device: torch.device, precision: str) -> None:
         self.bindings = bindings
         self._saved = _TrainingState.of(bindings.module)
+        self._feature_dims: dict[str, int] = {}  # tower -> its feature size, seen on the first batch
         try:
             super().__init__(card, device, precision)
+            if "text" not in self._feature_dims:
+                self._probe_text_dim()
         except BaseException:
             self.restore()
             raise
@@ -99,7 +224,9 @@ class InMemoryAdapter(ModelAdapter):
 
     @classmethod
     def weights_identity(cls, card: ModelCard) -> dict:
-        return {"state_dict_sha256": card.weights[0].ref}
+        """The state-dict digest, plus the structure and tokenizer identities ``wrap`` puts in ``card.config``:
+        what the numbers depend on besides the card's architecture, preprocessing and precision."""
+        return {"state_dict_sha256": card.weights[0].ref, **(card.config or {})}
 
     @classmethod
     def describe_weights(cls, card: ModelCard) -> str:
@@ -109,27 +236,50 @@ class InMemoryAdapter(ModelAdapter):
         return self.bindings.module
 
     def _encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return _features(self.bindings.encode_image(pixels))
+        return self._checked_features(self.bindings.encode_image(pixels), "image", len(pixels))
 
     def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return _features(self.bindings.encode_text(tokens))
+        return self._checked_features(self.bindings.encode_text(tokens), "text", len(tokens))
+
+    def _probe_text_dim(self) -> None:
+        """Encode one prompt now (cheap next to an image) so that the first image batch is checked against the
+        text feature size, even when every text comes from the feature cache."""
+        tokens = self.tokenize(["a photo of a cat."]).to(self.device)
+        with torch.inference_mode(), self.autocast():
+            self._encode_text(tokens)
+
+    def _checked_features(self, out: Any, tower: str, rows: int) -> torch.Tensor:
+        """The tower's output if it keeps the contract: a (rows, D) tensor, D equal for both towers."""
+        method = self.bindings.methods[0 if tower == "image" else 1]
+        contract = ("the contract is a (N, D) tensor of features, one row per input (or a transformers output"
+                    " with pooler_output)")
+        features = out if torch.is_tensor(out) else getattr(out, "pooler_output", None)
+        if not torch.is_tensor(features):
+            raise UserInputError(f"model {self.name}: the {tower} tower ({method}) returned"
+                                 f" {type(out).__module__}.{type(out).__qualname__}, not features; {contract}")
+        if features.dim() != 2 or features.shape[0] != rows:
+            raise UserInputError(f"model {self.name}: the {tower} tower ({method}) returned features of shape"
+                                 f" {tuple(features.shape)} for {rows} inputs; {contract}")
+        dims = self._feature_dims
+        if dims.setdefault(tower, features.shape[1]) != features.shape[1]:
+            raise UserInputError(f"model {self.name}: the {tower} tower ({method}) returned {features.shape[1]}"
+                                 f" features per input after {dims[tower]}; {contract}, D the same for every call")
+        if len(set(dims.values())) > 1:
+            image, text = self.bindings.methods
+            raise UserInputError(f"model {self.name}: the image tower ({image}) returns {dims['image']} features per"
+                                 f" input and the text tower ({text}) {dims['text']}; zero-shot scores compare image"
+                                 " and text features directly, so both must return features of one size (the"
+                                 " shared embedding)")
+        return features
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.bindings.tokenize(texts)
-        if not torch.is_tensor(tokens) or tokens.dtype not in (torch.int64, torch.int32) or tokens.dim() != 2:
-            raise UserInputError(f"model {self.name}: the tokenizer must return a 2-D integer tensor of token ids"
-                                 f" for a list of strings, got {type(tokens).__name__}")
-        return tokens
+        return checked_tokens(self.bindings.tokenize(texts), self.name)
 
     def preprocess_description(self) -> dict:
         return dict(self.bindings.preprocess)
 
     def _text_tower(self) -> Optional[nn.Module]:
         return self.bindings.text_tower
-
-
-def _features(out) -> torch.Tensor:
-    return out if torch.is_tensor(out) else out.pooler_output  # transformers 5 returns an output object
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -142,16 +292,19 @@ def wrap(model: nn.Module, *, preprocess=None, tokenizer=None, processor=None, n
     if not isinstance(model, nn.Module):
         raise TypeError(f"evaluate: model must be a model name (str) or a torch.nn.Module, got"
                         f" {type(model).__name__}")
+    structure = structure_digest(model)  # before anything touches the module
     bindings = _bindings(model, preprocess, tokenizer, processor)
     dev = _device_of(model, device)
     mode = _precision_of(model, precision)
     p = bindings.preprocess
+    name = name or type(model).__name__
+    identity = {"structure_sha256": structure,
+                "tokenizer": tokenizer_identity(bindings.tokenizer, bindings.tokenize, name)}
     card = ModelCard(
-        name=name or type(model).__name__, adapter="in_memory",
-        architecture=f"{type(model).__module__}.{type(model).__qualname__}", image_size=p["size"],
+        name=name, adapter="in_memory", architecture=_qualified(type(model)), image_size=p["size"],
         preprocess=Preprocess(list(p["mean"]), list(p["std"]), p["interpolation"], p["resize_mode"]),
-        weights=[WeightsSource("in_memory", state_dict_digest(model))], precision=mode,
-        notes="an in-memory model passed to evalsuite.evaluate")
+        weights=[WeightsSource("in_memory", state_dict_digest(model))], precision=mode, config=identity,
+        notes="an in-memory model passed to evalsuite.evaluate; config: its structure and tokenizer identity")
     return InMemoryAdapter(card, bindings, dev, mode)
 
 
@@ -163,9 +316,10 @@ def _bindings(model: nn.Module, preprocess, tokenizer, processor) -> Bindings:
     if is_hf and not hasattr(model, "encode_image"):
         encode_image = lambda pixels: model.get_image_features(pixel_values=pixels)  # noqa: E731
         encode_text = lambda tokens: model.get_text_features(input_ids=tokens)  # noqa: E731
-        text_tower = None
+        text_tower, methods = None, ("get_image_features", "get_text_features")
     elif callable(getattr(model, "encode_image", None)) and callable(getattr(model, "encode_text", None)):
         encode_image, encode_text = model.encode_image, model.encode_text
+        methods = ("encode_image", "encode_text")
         # the tower open_clip's adapter uses: prompts encoded at their length where that is exact (probed)
         text_tower = model if hasattr(model, "token_embedding") else getattr(model, "text", None)
     else:
@@ -175,7 +329,8 @@ def _bindings(model: nn.Module, preprocess, tokenizer, processor) -> Bindings:
         raise TypeError("evaluate: an in-memory model needs tokenizer= (e.g. open_clip.get_tokenizer(NAME), or"
                         " processor= for transformers): the model object does not say which one it was trained with")
     return Bindings(model, encode_image, encode_text, _tokenize_fn(model, tokenizer),
-                    describe_preprocess(model, preprocess), text_tower if isinstance(text_tower, nn.Module) else None)
+                    describe_preprocess(model, preprocess), text_tower if isinstance(text_tower, nn.Module) else None,
+                    tokenizer, methods)
 
 
 def _tokenize_fn(model: nn.Module, tokenizer) -> Callable[[list[str]], torch.Tensor]:

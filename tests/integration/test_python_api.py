@@ -245,3 +245,47 @@ def test_model_objects_write_no_feature_cache_unless_asked(tiny_model_dir, world
     evalsuite.evaluate(model, "toy10", output_dir=tmp_path / "b", preprocess=preprocess, tokenizer=tokenizer,
                        cache_features=True, **world)
     assert list((tmp_path / "cache").glob("features/images/*.pt"))
+
+
+def test_another_tokenizer_or_activation_over_equal_weights_is_evaluated_afresh(tiny_model_dir, world, tmp_path,
+                                                                                monkeypatch):
+    """Equal weights are not the same model: neither resume nor the feature cache may serve the numbers of another
+    tokenizer, or of the same state dict under QuickGELU (the OpenAI-weights pitfall)."""
+    from evalsuite.models.tiny import TINY_MODEL_CFG
+
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    model, preprocess, tokenizer = open_clip_model(tiny_model_dir)
+    canonical = open_clip.SimpleTokenizer(clean="canonicalize")  # another model's tokenizer settings
+    quick = open_clip.CLIP(**TINY_MODEL_CFG, quick_gelu=True).eval()
+    quick.load_state_dict(model.state_dict())
+    shared = dict(output_dir=tmp_path / "out", preprocess=preprocess, cache_features=True, **world)
+
+    def predictions(results):
+        return (results.folder / "toy10.predictions.csv").read_text()
+
+    first = evalsuite.evaluate(model, "toy10", tokenizer=tokenizer, **shared)
+    for case, (other, tok) in enumerate(((model, canonical), (quick, tokenizer))):
+        got = evalsuite.evaluate(other, "toy10", tokenizer=tok, **shared)  # same folder, same feature cache
+        truth = evalsuite.evaluate(other, "toy10", tokenizer=tok, output_dir=tmp_path / f"truth{case}",
+                                   preprocess=preprocess, **world)  # no feature cache
+        assert got.done == ["toy10"] and got.model_fingerprint != first.model_fingerprint
+        assert predictions(got) == predictions(truth) != predictions(first)
+
+
+def test_a_model_breaking_the_feature_contract_fails_with_the_contract_named(world, tmp_path, caplog):
+    class Mismatched(torch.nn.Module):  # image features of 8 dimensions, text features of 16
+        def __init__(self):
+            super().__init__()
+            self.image, self.text = torch.nn.Linear(3 * 32 * 32, 8), torch.nn.Embedding(49408, 16)
+
+        def encode_image(self, pixels):
+            return self.image(pixels.flatten(1))
+
+        def encode_text(self, tokens):
+            return self.text(tokens).mean(1)
+
+    with pytest.raises(UserInputError, match="failed: toy10"):
+        evalsuite.evaluate(Mismatched(), "toy10", output_dir=tmp_path / "out", tokenizer=open_clip.SimpleTokenizer(),
+                           preprocess=evalsuite.Preprocessing(32, (0.5,) * 3, (0.5,) * 3), **world)
+    assert ("model Mismatched: the image tower (encode_image) returns 8 features per input and the text tower"
+            " (encode_text) 16; zero-shot scores compare") in caplog.text
