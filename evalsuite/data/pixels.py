@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import asdict, dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -172,6 +172,22 @@ class UInt8Pixels:
             for i, image in zip(pending, decoded):
                 out[i] = self.resize_crop(image)
         return torch.stack(out)
+
+
+@lru_cache(maxsize=1)
+def pixel_libraries() -> dict[str, str]:
+    """Versions of what turns files into pixels (Pillow's decoder and resize, torchvision's decode_jpeg and
+    resize, open_clip's eval transform). Every cache key over pixels or image features holds them, so an upgrade
+    that moves a pixel decodes again instead of serving pixels the current code would not make."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "none"
+
+    return {name: installed(name) for name in ("pillow", "torchvision", "open_clip_torch")}
 
 
 def check_pixel_limit(path) -> None:

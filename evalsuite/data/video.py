@@ -86,8 +86,19 @@ def read_frame(path: str | os.PathLike, index: int) -> Image.Image:
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if i == index:
-                return frame.to_image()
+                return rgb_image(frame)
     raise VideoDecodeError(f"{path}: frame {index} not reached")
+
+
+def rgb_image(frame) -> Image.Image:
+    """A decoded frame as an RGB PIL image: ``frame.to_image()``'s conversion (same swscale settings, same
+    pixels) through a reformatter of its own with one thread. ``to_image`` uses PyAV's per-thread swscale
+    context, which keeps a thread pool; a DataLoader worker forked after its parent converted a frame (a --workers
+    0 run, a notebook, a test) inherits that context without its threads and waits forever in its first frame."""
+    from av.video.reformatter import VideoReformatter
+
+    rgb = VideoReformatter().reformat(frame, format="rgb24", threads=1)
+    return rgb.to_image()  # already rgb24: a no-op that leaves PyAV's shared context alone
 
 
 def vissl_frame(path: str | os.PathLike) -> Image.Image:
@@ -105,7 +116,7 @@ def vissl_frame(path: str | os.PathLike) -> Image.Image:
         for i, frame in enumerate(container.decode(stream)):
             decoded = i + 1
             if i - 1 == nb_frames // 2:
-                return frame.to_image()
+                return rgb_image(frame)
     raise VideoDecodeError(f"the container declares {nb_frames} frames, so vissl's rule wants frame"
                            f" {nb_frames // 2 + 1}, but only {decoded} decode")
 
@@ -156,10 +167,14 @@ def pyav_version() -> str:
 
 
 def frame_cache_key(path: str | os.PathLike, rule: str) -> str:
-    """File identity (resolved path, size, modification time) + rule + reader and PyAV versions."""
+    """File identity (resolved path, size, modification time) + rule + reader, PyAV and Pillow versions (Pillow
+    writes the cached frame: vissl's JPEG, else a PNG)."""
+    from PIL import __version__ as pillow_version
+
     p = Path(path).resolve()
     stat = p.stat()
-    payload = f"{p}\0{stat.st_size}\0{stat.st_mtime_ns}\0{rule}\0{READER_VERSION}\0{pyav_version()}"
+    payload = (f"{p}\0{stat.st_size}\0{stat.st_mtime_ns}\0{rule}\0{READER_VERSION}\0{pyav_version()}"
+               f"\0{pillow_version}")
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

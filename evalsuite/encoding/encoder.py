@@ -147,7 +147,7 @@ class Encoder:
             entry = self._pixel_entry(dataset, request)
             if entry is not None and entry[0].has(entry[1]):
                 return
-            self.loaders.start(shard_of(dataset)[0])
+            self.loaders.start(self._pixels_key(dataset, request), shard_of(dataset)[0])
         except ModelLoadFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - only a head start: the task reports its own error when it runs
@@ -165,12 +165,18 @@ class Encoder:
         return Encoded(images, classifier, texts)
 
     def _feature_key(self, dataset, request: ImageRequest) -> str:
-        return cache_key(model=self.model_fingerprint, pixels=dataset.transform.spec.as_dict(), **request.key_parts)
+        return cache_key(model=self.model_fingerprint, pixels=self._pixels_key(dataset, request))
+
+    @staticmethod
+    def _pixels_key(dataset, request: ImageRequest) -> str:
+        from .pixel_cache import pixels_key
+
+        return pixels_key(dataset.transform.spec.as_dict(), request.key_parts)
 
     def _pixel_entry(self, dataset, request: ImageRequest) -> Optional[tuple["PixelCache", str]]:
         if self.pixel_cache is None:
             return None
-        return self.pixel_cache, self.pixel_cache.key(dataset.transform.spec.as_dict(), request.key_parts)
+        return self.pixel_cache, self._pixels_key(dataset, request)
 
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         model = self.model  # loaded (if it must be) before the loaders are held
@@ -200,7 +206,7 @@ class Encoder:
                                    on_read) if pixels else None)
         if merged is None:
             merged = from_loader(self._encode_pixels, self.device, dataset, request.name, s.progress, pixels,
-                                 self.loaders, on_read)
+                                 self.loaders, self._pixels_key(dataset, request), on_read)
         kept, features, failures = merged
         encoded = EncodedImages(features, labels_of(request, kept), kept, failures, time.perf_counter() - start,
                                 False, resize)

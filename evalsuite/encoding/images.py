@@ -86,13 +86,13 @@ def from_pixel_cache(encode_batch: Encode, dataset, batch_size: int, desc: str, 
 
 
 def from_loader(encode_batch: Encode, device: torch.device, dataset, desc: str, progress: str,
-                pixels: Optional[tuple["PixelCache", str]], loaders: "LoaderPool",
+                pixels: Optional[tuple["PixelCache", str]], loaders: "LoaderPool", loader_key: str,
                 on_images_read: Optional[Callable[[], None]]):
     """(kept, features, failures) decoded by the loader; a single process fills the pixel-cache entry too."""
     from ..distributed import gather_shards, rank_and_size
 
     part, to_global = shard_of(dataset)
-    iterator, total = loaders.take(part)
+    iterator, total = loaders.take(loader_key, part)
     batches = announce_last(iterator, total, on_images_read)
     writer = None
     if pixels is not None and rank_and_size()[1] == 1:  # shards of one entry would need a cross-rank writer

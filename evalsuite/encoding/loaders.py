@@ -27,19 +27,16 @@ class LoaderPool:
         self.taken_running = 0  # loaders handed over already running (started ahead)
         self.taken_cold = 0  # loaders started only when their task asked
 
-    @staticmethod
-    def key(dataset) -> tuple:
-        spec = getattr(dataset.transform, "spec", None)
-        return (len(dataset), hash(tuple(dataset.names)), spec)
-
-    def start(self, dataset) -> None:
-        key = self.key(dataset)
+    # ``key`` names the pixels a loader yields (``PixelCache.key``: pixel spec, data identity, --limit, source
+    # and frame reader), so a loader started for one task is never handed to another that only looks alike
+    # (same files and size, another frame rule) when its own task failed before taking it
+    def start(self, key: str, dataset) -> None:
         if key not in self._running:
             self._running[key] = iter(make_loader(dataset, self.batch_size, self.workers, self.device, self.gate))
 
-    def take(self, dataset):
+    def take(self, key: str, dataset):
         """The running loader of ``dataset`` (started now if it was not) and its number of batches."""
-        iterator = self._running.pop(self.key(dataset), None)
+        iterator = self._running.pop(key, None)
         if iterator is None:
             self.taken_cold += 1
             iterator = iter(make_loader(dataset, self.batch_size, self.workers, self.device, self.gate))

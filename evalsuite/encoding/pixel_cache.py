@@ -124,15 +124,20 @@ def locked(root: Path, mode: int) -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
+def pixels_key(spec: dict, key_parts: dict) -> str:
+    """The identity of the pixels of one sample set under one pixel spec (``key_parts``: data identity, --limit,
+    source, frame reader) and the library versions that make them: the pixel-cache entry, and the loader that
+    decodes them (``LoaderPool``)."""
+    from ..data.pixels import pixel_libraries
+
+    payload = json.dumps({"spec": spec, "samples": key_parts, "libraries": pixel_libraries()}, sort_keys=True,
+                         default=str, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
 class PixelCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "pixels"
-
-    @staticmethod
-    def key(spec: dict, key_parts: dict) -> str:
-        """The entry of one pixel spec and one sample set (``key_parts``: data identity, --limit, source)."""
-        payload = json.dumps({"spec": spec, "samples": key_parts}, sort_keys=True, default=str, ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
     def has(self, key: str) -> bool:
         return (self.root / f"{key}.json").is_file()  # written last: present only for complete entries

@@ -93,7 +93,7 @@ def test_each_task_finds_its_loader_already_running(tiny_model_dir, tmp_path, mo
     assert main(argv + ["--output-dir", str(tmp_path / "best"), "--transform", "best-of-both"]) == FEWER_THAN_EXPECTED
     assert (pools[-1].taken_running, pools[-1].taken_cold) == (2, 0)  # shortest, then squash: both started ahead
     assert main(argv + ["--output-dir", str(tmp_path / "plain"), "--transform", "shortest"]) == FEWER_THAN_EXPECTED
-    monkeypatch.setattr(LoaderPool, "start", lambda self, dataset: None)  # nothing started ahead
+    monkeypatch.setattr(LoaderPool, "start", lambda self, key, dataset: None)  # nothing started ahead
     assert main(argv + ["--output-dir", str(tmp_path / "cold"), "--transform", "shortest"]) == FEWER_THAN_EXPECTED
     assert pools[-1].taken_cold == 1
     assert metrics_of(tmp_path / "plain") == metrics_of(tmp_path / "cold")

@@ -2,8 +2,10 @@
 bad files recorded as failures, the frame cache, and the CLI end to end."""
 
 import csv
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +264,34 @@ def test_ucf101_lists_the_papers_11213_clips(tmp_path):
     assert len(samples.items) == 11213 == task.spec.expected_num_samples
     split1, _ = ucf_task("ucf101_split1")
     assert len(split1.sources[0].samples(SourceContext(tmp_path, keys)).items) == 3783
+
+
+FORKED_AFTER_A_FRAME = """
+import sys
+from pathlib import Path
+from PIL import Image
+from evalsuite.cli import main
+from evalsuite.data.synthetic_clips import write_clip
+from evalsuite.data.video import read_middle_frame
+model, root, out = sys.argv[1:4]
+val = Path(root) / "kinetics400" / "val"
+for k, cls in enumerate(("arm_wrestling", "abseiling")):
+    (val / cls).mkdir(parents=True)
+    write_clip(val / cls / "clip.mp4", [Image.new("RGB", (320, 240), (9 * i, 200 - k, 40)) for i in range(9)])
+read_middle_frame(val / "abseiling" / "clip.mp4", "decoded_middle")  # PyAV converts a frame in this process
+sys.exit(main(["run", "--model", f"local-dir:{model}", "--tasks", "kinetics400", "--data-root", root,
+               "--output-dir", out, "--workers", "1", "--bootstrap", "0"]))
+"""
+
+
+def test_video_workers_do_not_hang_after_their_parent_converted_a_frame(tiny_model_dir, tmp_path):
+    """PyAV's per-thread swscale context (with its thread pool) is not usable in a forked child: a loader forked
+    after the parent process converted a frame hung in its first frame (a notebook, a --workers 0 run)."""
+    script = tmp_path / "job.py"
+    script.write_text(FORKED_AFTER_A_FRAME)
+    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(tmp_path / "data"),
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == FEWER_THAN_EXPECTED, proc.stderr[-3000:]
+    rows = list(csv.DictReader((next((tmp_path / "out").iterdir()) / "kinetics400.csv").open()))
+    assert {r["num_samples"] for r in rows} == {"2"} and {r["num_failed"] for r in rows} == {"0"}
