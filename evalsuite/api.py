@@ -3,6 +3,7 @@ get the results back as rows or a pandas table. Importing this module imports ne
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -105,7 +106,7 @@ class Results:
 def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
              data_root: Union[str, os.PathLike, None] = None, output_dir: Union[str, os.PathLike, None] = None, *,
              preprocess: Any = None, tokenizer: Optional[Tokenizer] = None, processor: Any = None,
-             name: Optional[str] = None, **run_options: Any) -> Results:
+             name: Optional[str] = None, distributed: Optional[bool] = None, **run_options: Any) -> Results:
     """Evaluate ``model`` on ``tasks`` and return its Results (also written to ``output_dir/<model>/`` as by
     ``evalsuite run``; a later call with the same model, data and options resumes from there).
 
@@ -132,6 +133,11 @@ def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
     verify_data, bootstrap, include_paths, resume, fail_fast, progress; with a model name also weights, arch,
     trust_remote_code), checked as the CLI checks them.
 
+    ``distributed``: in a job whose torch.distributed process group has several ranks (a DDP training loop),
+    ``True`` when every rank calls evaluate (each encodes a shard of every task, rank 0 writes the files, every
+    rank gets the Results) or ``False`` when this rank evaluates alone (say rank 0 only; the others are not
+    waited for). Required there: guessing wrong would hang one way and write every file from every rank the other.
+
     Raises UserInputError (bad input: names, data, options) or TasksFailedError when a task failed, with the
     Results of the others as ``error.results``; flagged tasks (sample counts other than the protocol's, unreadable
     files) are returned with ``Results.flagged`` set.
@@ -147,6 +153,7 @@ def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
         raise TypeError("evaluate: preprocess=, tokenizer=, processor= and name= go with a model object; a model"
                         " name brings its own")
     options = _checked_options(run_options, in_memory)
+    ranks = _ranks(distributed)
     if in_memory:  # each checkpoint of a training run is new weights: its cached features would never be read again
         options.setdefault("cache_features", False)
     from .cli import default_data_root
@@ -166,17 +173,18 @@ def evaluate(model: Union[str, Any], tasks: Union[str, list[str]] = "eva_cls27",
             config = RunConfig(model=os.fspath(model), **config_args)
         runner = Runner(config, model=adapter)
         started = _now_ns()
-        try:
-            runner.run()
-        except EvalsuiteError as exc:
-            results = _collect(runner.model_dir, started)
-            if results is None:  # stopped before the run's record was written: nothing to report but the error
-                raise
-            exc.results = results
-            if results.failed:
-                raise
-            return results
-        results = _collect(runner.model_dir, started)
+        with ranks:
+            try:
+                runner.run()
+            except EvalsuiteError as exc:
+                results = _collect_on_every_rank(runner.model_dir, started)
+                if results is None:  # stopped before the run's record was written: nothing to report but the error
+                    raise
+                exc.results = results
+                if results.failed:
+                    raise
+                return results
+            results = _collect_on_every_rank(runner.model_dir, started)
         if results is None:  # a finished run always writes run.json: its absence is a bug, not bad input
             raise RuntimeError(f"evaluate: the run finished but wrote no {runner.model_dir / 'run.json'}")
         return results
@@ -262,6 +270,31 @@ def _checked(key: str, value: Any, hint: Any, action) -> Any:
 def _describe(base: Any, optional: bool) -> str:
     name = {bool: "True or False", Path: "a path", int: "a whole number", str: "a str"}.get(base, "a list of paths")
     return name + (" or None" if optional else "")
+
+
+def _ranks(distributed: Optional[bool]) -> contextlib.AbstractContextManager:
+    """How this call runs in a process group: with every rank (sharded), or alone (``distributed.local_only``)."""
+    from . import distributed as dist
+
+    if distributed not in (None, True, False):
+        raise InvalidOptionError(f"evaluate: distributed={distributed!r}: expected True, False or None")
+    size = dist.group_size()
+    if distributed is None and size > 1:
+        raise InvalidOptionError(
+            f"evaluate: this process is rank {dist.rank_and_size()[0]} of a {size}-rank torch.distributed group:"
+            " pass distributed=True if every rank calls evaluate (each encodes a shard, every rank gets the"
+            " Results), or distributed=False to evaluate on this rank alone (e.g. on rank 0 only)")
+    if distributed and size == 1:
+        raise InvalidOptionError("evaluate: distributed=True needs an initialized torch.distributed process group"
+                                 " of several ranks (torch.distributed.init_process_group on every rank first)")
+    return dist.local_only() if distributed is False else contextlib.nullcontext()
+
+
+def _collect_on_every_rank(folder: Path, started_ns: int) -> Optional[Results]:
+    """Rank 0's Results (it alone writes the files), handed to every rank, which need not share its disk."""
+    from .distributed import all_ranks, is_writer
+
+    return all_ranks(_collect(folder, started_ns) if is_writer() else None)[0]
 
 
 def _collect(folder: Path, started_ns: int) -> Optional[Results]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -279,7 +280,7 @@ def cmd_run(args) -> int:
     configs = run_configs(args, build_parser(), default_data_root())
     codes, tables = [], []
     for config in configs:
-        code, table = _run_one(config, several=len(configs) > 1)
+        code, table = _run_one(config, several=len(configs) > 1, invocation=shlex.join(["evalsuite", *args.argv]))
         codes.append(code)
         tables.append((config.model, table))
     if len(configs) > 1 and is_reporting_process():
@@ -288,13 +289,13 @@ def cmd_run(args) -> int:
     return max(codes, key=SEVERITY.__getitem__)
 
 
-def _run_one(config, several: bool) -> tuple[int, str]:
+def _run_one(config, several: bool, invocation: str) -> tuple[int, str]:
     """One model's run: (exit code, its table). With several models an error ends that model, not the command."""
     from .runner import Runner
 
     runner = None
     try:
-        runner = Runner(config)
+        runner = Runner(config, invocation=invocation)
         report = runner.run()
     except EvalsuiteError as exc:
         if runner is not None and is_reporting_process() and not several:

@@ -8,10 +8,11 @@ NCCL on GPUs, gloo on CPUs. Multi-node works the same way (torchrun with a rende
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -19,10 +20,30 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 
+_local_only = 0  # > 0 inside ``local_only()``: this process evaluates alone, whatever group it is in
+
+
+def group_size() -> int:
+    """Ranks of the initialized process group (a training job's, or torchrun's), 1 without one."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def rank_and_size() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
+    if not _local_only and group_size() > 1:
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Evaluate in this process alone although it belongs to a process group (``evaluate(...,
+    distributed=False)``: a training job that evaluates on rank 0 only; no collective waits for the others)."""
+    global _local_only
+    _local_only += 1
+    try:
+        yield
+    finally:
+        _local_only -= 1
 
 
 def is_writer() -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -59,10 +58,12 @@ class RunReport:
 
 
 class Runner:
-    def __init__(self, config: RunConfig, catalog: Optional[Catalog] = None, model=None) -> None:
+    def __init__(self, config: RunConfig, catalog: Optional[Catalog] = None, model=None,
+                 invocation: str = "(Python API)") -> None:
         """``model``: a ``ModelAdapter`` already built (the Python API's in-memory models); else ``config.model``
-        names the card and the model is loaded when some task needs it."""
-        self.config = config
+        names the card and the model is loaded when some task needs it. ``invocation``: how the run was asked for
+        (the CLI's arguments), the first line of run.log."""
+        self.config, self.invocation = config, invocation
         self.catalog = catalog or Catalog.load(config.include_paths)
         # strict at the edges: every selected task, its prompts and its source arguments are checked here,
         # before any data is read or any weights are loaded
@@ -114,7 +115,7 @@ class Runner:
         report = RunReport(self.model_dir)
         if is_writer():  # before any data is listed or weights load: a result that cannot be saved is not computed
             check_writable_folder(self.model_dir, "--output-dir")
-        with run_log(self.model_dir / "run.log" if is_writer() else None):
+        with run_log(self.model_dir / "run.log" if is_writer() else None, self.invocation):
             return self._run(report)
 
     def _run(self, report: RunReport) -> RunReport:
@@ -337,20 +338,62 @@ def require_optional(requirement: Optional[tuple[str, str]]) -> None:
 
 
 @contextlib.contextmanager
-def run_log(path: Optional[Path]):
+def run_log(path: Optional[Path], invocation: str):
     """Append the run's log lines (with timestamps) to ``<results>/<model>/run.log`` while it runs."""
     if path is None:
         yield
         return
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    log.addHandler(handler)
-    log.info("=== evalsuite %s run: %s", __version__, " ".join(sys.argv[1:]) or "(Python API)")
+    with _info_records(log):
+        log.addHandler(handler)
+        log.info("=== evalsuite %s run: %s", __version__, invocation)
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+
+class _PassOn(logging.Handler):
+    """Hands a record at or above its level to where the logger sent records before (its handlers, its parents)."""
+
+    def __init__(self, handlers: list[logging.Handler], parent: Optional[logging.Logger], level: int) -> None:
+        super().__init__(level)
+        self.handlers, self.parent = handlers, parent
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for handler in self.handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        if self.parent is not None:
+            self.parent.handle(record)
+
+
+@contextlib.contextmanager
+def _info_records(logger: logging.Logger):
+    """run.log holds the INFO lines even where the caller's logging shows only warnings (the Python API leaves
+    logging as the caller set it): the logger makes INFO records meanwhile, and everything it sent on before gets
+    only the levels it got before."""
+    threshold = logger.getEffectiveLevel()
+    if threshold <= logging.INFO:
+        yield
+        return
+    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    for handler in handlers:
+        logger.removeHandler(handler)
+    logger.addHandler(_PassOn(handlers, logger.parent if propagate else None, threshold))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
         yield
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _versions() -> dict:

@@ -23,6 +23,14 @@ def default_workers(device: torch.device) -> int:
     return max(0, min(8, n if device.type == "cpu" else n - 1))
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The start method the caller chose, else the platform's default, without fixing it for the process (a
+    loader made from the global context would: a training loop calling ``evaluate`` could then no longer choose
+    its own)."""
+    return multiprocessing.get_context(multiprocessing.get_start_method(allow_none=True)
+                                       or multiprocessing.get_all_start_methods()[0])
+
+
 class TurnGate:
     """Decoding and encoding take turns on a CPU device.
 
@@ -34,7 +42,7 @@ class TurnGate:
     """
 
     def __init__(self) -> None:
-        self._open = multiprocessing.get_context().Event()  # set: workers may decode
+        self._open = worker_context().Event()  # set: workers may decode
         self._open.set()
 
     @contextlib.contextmanager
@@ -95,4 +103,8 @@ def make_loader(dataset, batch_size: int, workers: Optional[int], device: torch.
         collate_fn=collate_samples,
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
+        multiprocessing_context=worker_context() if workers > 0 else None,
+        # the workers' seeds come from a generator of the loader's own: drawing them from torch's global one
+        # would shift the random stream of a training loop that evaluates (nothing here is random)
+        generator=torch.Generator(),
     )
