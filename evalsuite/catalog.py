@@ -117,6 +117,10 @@ class Catalog:
             )
         return members
 
+    def task_types(self) -> dict[str, str]:
+        """Task name -> its task type."""
+        return {name: spec.type for name, spec in self.tasks.items()}
+
     def member_metric(self, suite: str, task: str) -> Optional[str]:
         """The metric ``task`` contributes to ``suite``'s mean: the suite's ``member_metrics`` entry, or None (the
         task's primary metric)."""

@@ -27,6 +27,7 @@ from .results import (
     _csv_text,
     atomic_write_text,
     count_message,
+    mixed_configuration,
     parse_protocol,
     read_task_csv,
     suite_count_status,
@@ -140,7 +141,8 @@ def rebuild_tables(run: ModelRun, catalog: Catalog) -> tuple[list[dict], list[di
     # members a suite averages by another metric than their primary (None: the run lacks that metric)
     other = {s: {t: (summary_row(r) if (r := run.row(t, m)) else None) for t, m in spec.member_metrics.items()}
              for s, spec in catalog.suites.items() if spec.member_metrics}
-    suites = write_suites(run.folder, {s: catalog.suite_members(s) for s in catalog.suites}, summary, other)
+    suites = write_suites(run.folder, {s: catalog.suite_members(s) for s in catalog.suites}, summary, other,
+                          catalog.task_types())
     return summary, suites
 
 
@@ -165,8 +167,15 @@ def suite_rows(run: ModelRun, catalog: Catalog, suite: str) -> list[Optional[dic
 
 
 def suite_value(run: ModelRun, catalog: Catalog, suite: str) -> Optional[float]:
+    """The mean of the suite's member rows; None when one is missing or they mix configurations
+    (``results.mixed_configuration``): leaderboards, plots, the HTML report and ``check`` show no mean then."""
     rows = suite_rows(run, catalog, suite)
-    return None if not rows or any(r is None for r in rows) else sum(r["value"] for r in rows) / len(rows)
+    if not rows or any(r is None for r in rows):
+        return None
+    types = catalog.task_types()
+    if mixed_configuration(rows, [types.get(m) for m in catalog.suite_members(suite)]) is not None:
+        return None
+    return sum(r["value"] for r in rows) / len(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -377,13 +386,16 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
               model: Optional[str] = None, allow_count_mismatch: bool = False) -> CheckReport:
     model = model or run.model
     report = CheckReport()
+    types = catalog.task_types()
     for ref in (r for r in refs if r.model == model):
+        mix = None
         if ref.is_suite:
             rows = suite_rows(run, catalog, ref.task[6:])
             if any(r is None for r in rows):
                 report.not_run += 1
                 continue
             value = sum(r["value"] for r in rows) / len(rows)
+            mix = mixed_configuration(rows, [types.get(m) for m in catalog.suite_members(ref.task[6:])])
         else:
             row = run.row(ref.task, ref.metric)
             if row is None:
@@ -395,7 +407,8 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
             report.not_reproducible += 1
             report.lines.append(f"SKIPPED {label}: not reproducible by evalsuite: {ref.not_reproducible}")
             continue
-        why = _refusal(rows, ref, allow_count_mismatch)
+        why = _refusal(rows, ref, allow_count_mismatch) or (
+            f"its members were made under different configurations ({mix})" if mix else None)
         if why:
             report.refused += 1
             report.lines.append(f"REFUSED {label}: {why}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import subprocess
@@ -19,6 +20,8 @@ from typing import Optional
 from . import __version__
 from .atomic import atomic_write_bytes, new_temp_file
 from .errors import UserInputError
+
+log = logging.getLogger("evalsuite")
 
 TASK_COLUMNS = (
     "model", "model_fingerprint", "adapter", "weights", "task", "task_version", "task_fingerprint", "transform",
@@ -317,7 +320,9 @@ def summary_row(row: dict) -> dict:
     return {"task": row["task"], "primary_metric": row["metric"], "value": row["value"],
             "num_samples": row["num_samples"], "num_failed": row["num_failed"],
             "expected_num_samples": row["expected_num_samples"], "count_status": row["count_status"],
-            "partial": row["partial"]}
+            "partial": row["partial"],
+            # not summary.csv columns: what a suite checks its members were made under (mixed_configuration)
+            "model_fingerprint": row["model_fingerprint"], "protocol": row["protocol"]}
 
 
 def write_summary(model_dir: Path, task_names: list[str], model_fingerprint: str,
@@ -339,15 +344,41 @@ def write_summary(model_dir: Path, task_names: list[str], model_fingerprint: str
     return summary
 
 
+def mixed_configuration(rows: list[dict], kinds: list[Optional[str]]) -> Optional[str]:
+    """Why a suite's member rows were not all made under one configuration, or None when they were: one model
+    fingerprint (weights, preprocessing, precision) and one decoder for all, and one protocol (transform, frame
+    rule) among members of one task type (``kinds``; retrieval squashes whatever classification does: its
+    type's rule, not a mix). A mean over a mix is the number of no configuration."""
+    fingerprints = sorted({r["model_fingerprint"] for r in rows})
+    if len(fingerprints) > 1:
+        return f"model fingerprints {', '.join(fingerprints)} (other weights, preprocessing or precision)"
+    protocols = [parse_protocol(r["protocol"]) for r in rows]
+    decoders = sorted({str(p.get("decoder")) for p in protocols})
+    if len(decoders) > 1:
+        return f"decoders {', '.join(decoders)}"
+    by_kind: dict[Optional[str], set[str]] = {}
+    for kind, row in zip(kinds, rows):
+        by_kind.setdefault(kind, set()).add(row["protocol"])
+    mixed = sorted(p for kind, held in by_kind.items() if len(held) > 1 for p in held)
+    return f"protocols {' / '.join(mixed)}" if mixed else None
+
+
 def write_suites(model_dir: Path, suites: dict[str, list[str]], summary: list[dict],
-                 member_rows: Optional[dict[str, dict[str, dict]]] = None) -> list[dict]:
-    """suites.csv: the unweighted mean of the members' primary metrics, for suites whose members all ran.
-    ``member_rows[suite][task]``: a summary-style row of the metric a suite's ``member_metrics`` names instead
-    (None: not computed, so the suite is left out rather than averaged over the primary metric)."""
+                 member_rows: Optional[dict[str, dict[str, dict]]] = None,
+                 kinds: Optional[dict[str, str]] = None) -> list[dict]:
+    """suites.csv: the unweighted mean of the members' primary metrics, for suites whose members all ran under
+    one configuration (``mixed_configuration``; ``kinds``: task -> task type). ``member_rows[suite][task]``: a
+    summary-style row of the metric a suite's ``member_metrics`` names instead (None: not computed, so the suite
+    is left out rather than averaged over the primary metric)."""
     rows = []
     for suite, members in suites.items():
         by_task = {r["task"]: r for r in summary} | (member_rows or {}).get(suite, {})
         if not members or not all(by_task.get(m) is not None for m in members):
+            continue
+        mix = mixed_configuration([by_task[m] for m in members], [(kinds or {}).get(m) for m in members])
+        if mix is not None:
+            log.warning("suite %s not averaged: its members were made under different configurations (%s);"
+                        " re-run them together", suite, mix)
             continue
         values = [by_task[m]["value"] for m in members]
         rows.append({"suite": suite, "value": sum(values) / len(values), "num_tasks": len(members),

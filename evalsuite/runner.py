@@ -135,7 +135,8 @@ class Runner:
                 continue
             self.task_fingerprints[task.name] = task.fingerprint(cfg.limit, cfg.transform, cfg.decoder)
             path = self.model_dir / f"{task.name}.csv"
-            if cfg.resume and is_done(path, model_fp, self.task_fingerprints[task.name]):
+            if (cfg.resume and is_done(path, model_fp, self.task_fingerprints[task.name])
+                    and self._same_expected_counts(task, path)):
                 log.info("%s: already done (%s), skipped; --no-resume re-runs it", task.name, path)
                 report.skipped.append(task.name)
                 self._reflag_skipped(task, path, report)
@@ -174,6 +175,17 @@ class Runner:
             raise TasksFailedError(message)
         return report
 
+    def _same_expected_counts(self, task: Task, path: Path) -> bool:
+        """Whether the result was checked against the counts the task file states now. They are left out of the
+        fingerprint (the numbers do not depend on them), but its count_status does: a result checked against
+        other counts is evaluated again (from cached features where it can), not resumed with a stale status."""
+        row = primary_row(read_task_csv(path))
+        same = (row["expected_num_samples"] == task.spec.expected_num_samples
+                and row["expected_num_texts"] == task.spec.expected_num_texts)
+        if not same:
+            log.info("%s: the task file's expected counts changed since %s; evaluated again", task.name, path)
+        return same
+
     def _reflag_skipped(self, task: Task, path: Path, report: RunReport) -> None:
         """A finished task whose numbers need a look stays flagged (exit 3) on every re-run, not only the first."""
         row = primary_row(read_task_csv(path))
@@ -188,16 +200,18 @@ class Runner:
             log.warning("%s: %s", task.name, report.flagged[task.name])
 
     def _run_task(self, task: Task, evaluations: list, ctx: RunContext, model_fp: str, report: RunReport) -> None:
-        result = self._attempt(task, report, lambda: self._evaluate(task, evaluations, ctx))
-        if result is None:
-            return
         ident = TaskIdentity(self.card.name, model_fp, self.card.adapter, self.weights_used, task.name,
                              task.spec.version, self.task_fingerprints[task.name])
         csv_path = self.model_dir / f"{task.name}.csv"
+        # another configuration's result is moved aside before this one is attempted: if the attempt fails, the
+        # folder must not go on showing (and suites averaging) a number of the configuration that was replaced
         if csv_path.is_file() and not is_done(csv_path, model_fp, ident.task_fingerprint) and is_writer():
-            moved = move_to_history(self.model_dir, task.name)  # another configuration's result: keep it
+            moved = move_to_history(self.model_dir, task.name)  # kept, never overwritten
             report.history[task.name] = str(moved)
             log.info("%s: the earlier result (other fingerprint) moved to %s", task.name, moved)
+        result = self._attempt(task, report, lambda: self._evaluate(task, evaluations, ctx))
+        if result is None:
+            return
         if result.predictions_csv is not None:  # first: a CSV never points at predictions of another run
             atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
         if not result.failures and is_writer():  # an error list of an earlier evaluation is not this one's
@@ -278,7 +292,8 @@ class Runner:
         summary = write_summary(self.model_dir, names, model_fp, self.task_fingerprints)
         covered = [r["task"] for r in summary]
         suites = {s: self.catalog.suite_members(s) for s in self.catalog.suites_covering(covered)}
-        suite_rows = write_suites(self.model_dir, suites, summary, self._member_rows(suites, covered))
+        suite_rows = write_suites(self.model_dir, suites, summary, self._member_rows(suites, covered),
+                                  self.catalog.task_types())
         write_run_manifest(self.model_dir, {
             "config": asdict(self.config),
             "model_card": self.card.as_dict(),
