@@ -27,9 +27,9 @@ class LoaderPool:
         self.taken_running = 0  # loaders handed over already running (started ahead)
         self.taken_cold = 0  # loaders started only when their task asked
 
-    # ``key`` names the pixels a loader yields (``PixelCache.key``: pixel spec, data identity, --limit, source
-    # and frame reader), so a loader started for one task is never handed to another that only looks alike
-    # (same files and size, another frame rule) when its own task failed before taking it
+    # ``key`` names the pixels a loader yields (``pixel_cache.pixels_key``: pixel spec, data identity, --limit,
+    # source, frame reader, library versions), so a loader started for one task is never handed to another that
+    # only looks alike (same files and size, another frame rule) when its own task failed before taking it
     def start(self, key: str, dataset) -> None:
         if key not in self._running:
             self._running[key] = iter(make_loader(dataset, self.batch_size, self.workers, self.device, self.gate))
