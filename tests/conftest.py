@@ -36,3 +36,16 @@ def isolated_cache_dir(tmp_path_factory):
         os.environ.pop("EVALSUITE_CACHE_DIR", None)
     else:
         os.environ["EVALSUITE_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache in offline mode: nothing of the user's cache or the network is reached."""
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub

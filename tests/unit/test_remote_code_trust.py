@@ -143,19 +143,6 @@ def pinned_card(inc: Path, revision: str = PIN, ref: str = REPO_ID, extra: str =
     return path
 
 
-@pytest.fixture
-def empty_hub(tmp_path, monkeypatch):
-    """An empty Hugging Face cache in offline mode: nothing of the user's cache or the network is reached."""
-    from huggingface_hub import constants
-
-    hub = tmp_path / "hub"
-    hub.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return hub
-
-
 def run_cli(capsys, tmp_path, *args):
     code = main(["run", *args, "--tasks", "demo_shapes", "--output-dir", str(tmp_path / "out"), "--workers", "0",
                  "--device", "cpu"])

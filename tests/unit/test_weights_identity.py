@@ -102,19 +102,12 @@ def test_hf_folder_config_processor_and_tokenizer_edits_change_the_fingerprint(t
 # --- 3. unpinned hub sources: the commit the run reads --------------------------------------------------------
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty Hugging Face cache in tmp_path, offline; no commit resolved earlier in this process."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def hub(empty_hub, monkeypatch):
+    """The empty offline Hugging Face cache (conftest), no weights folder, no commit resolved earlier here."""
     monkeypatch.delenv("EVALSUITE_WEIGHTS_DIR", raising=False)
     monkeypatch.setattr(weights, "_commits", {}, raising=False)
     monkeypatch.setattr(weights, "_probes", {})
-    return cache
+    return empty_hub
 
 
 def cached_snapshot(cache: Path, repo: str, commit: str, files: dict[str, bytes], ref: str = "main") -> Path:
