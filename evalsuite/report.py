@@ -172,10 +172,15 @@ def suite_value(run: ModelRun, catalog: Catalog, suite: str) -> Optional[float]:
     rows = suite_rows(run, catalog, suite)
     if not rows or any(r is None for r in rows):
         return None
-    types = catalog.task_types()
-    if mixed_configuration(rows, [types.get(m) for m in catalog.suite_members(suite)]) is not None:
+    if suite_mix(rows, catalog, suite) is not None:
         return None
     return sum(r["value"] for r in rows) / len(rows)
+
+
+def suite_mix(rows: list[dict], catalog: Catalog, suite: str) -> Optional[str]:
+    """``results.mixed_configuration`` of a suite's member rows (``suite_rows``, all present)."""
+    types = catalog.task_types()
+    return mixed_configuration(rows, [types.get(m) for m in catalog.suite_members(suite)])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -386,7 +391,6 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
               model: Optional[str] = None, allow_count_mismatch: bool = False) -> CheckReport:
     model = model or run.model
     report = CheckReport()
-    types = catalog.task_types()
     for ref in (r for r in refs if r.model == model):
         mix = None
         if ref.is_suite:
@@ -395,7 +399,7 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
                 report.not_run += 1
                 continue
             value = sum(r["value"] for r in rows) / len(rows)
-            mix = mixed_configuration(rows, [types.get(m) for m in catalog.suite_members(ref.task[6:])])
+            mix = suite_mix(rows, catalog, ref.task[6:])
         else:
             row = run.row(ref.task, ref.metric)
             if row is None:
