@@ -236,12 +236,27 @@ def column_value(run: ModelRun, col: Column, catalog: Catalog) -> Optional[float
     return None if value is None else 100 * value
 
 
-def reference_value(refs: list[ReferenceRow], model: str, col: Column, run: ModelRun) -> Optional[float]:
+def reference_row(refs: list[ReferenceRow], col: Column, run: ModelRun) -> Optional[ReferenceRow]:
+    """The reference row for a run's column: the suite's mean_primary, else the column's (or the task's primary)
+    metric, under the run's model name."""
     if col.task.startswith("suite:"):
         metric = "mean_primary"
     else:
         metric = col.metric or (run.row(col.task) or {}).get("metric")
-    return next((r.value for r in refs if r.model == model and r.task == col.task and r.metric == metric), None)
+    return next((r for r in refs if r.model == run.model and r.task == col.task and r.metric == metric), None)
+
+
+def column_rows(run: ModelRun, col: Column, catalog: Catalog) -> list[dict]:
+    """The result rows a column's value is made of (a suite's member rows; those the run has)."""
+    rows = suite_rows(run, catalog, col.task[6:]) if col.task.startswith("suite:") else [run.row(col.task, col.metric)]
+    return [r for r in rows if r]
+
+
+def not_compared(run: ModelRun, col: Column, catalog: Catalog, ref: ReferenceRow) -> Optional[str]:
+    """Why a column's value must not be shown against ``ref`` (what ``check`` would skip or refuse), or None."""
+    if ref.not_reproducible:
+        return f"not reproducible by evalsuite ({ref.not_reproducible})"
+    return _refusal(column_rows(run, col, catalog), ref)
 
 
 def _footnotes(run: ModelRun, tasks: list[str]) -> list[str]:
@@ -262,7 +277,9 @@ def paper_table(runs: list[ModelRun], catalog: Catalog, refs: Optional[list[Refe
                 fmt: str = "md") -> str:
     """Markdown: a value whose sample count differs from the protocol's is marked †, a partial one ‡
     (suite cells when a member is), with a footnote per task naming the counts. CSV: a ``flags`` column lists
-    them (``imagenet1k:fewer(1000/50000)``)."""
+    them (``imagenet1k:fewer(1000/50000)``). With ``refs``, a value ``check`` would refuse or skip (partial,
+    another sample count or protocol, a reference evalsuite cannot reproduce) shows the reference but no delta:
+    "not compared" in Markdown with a note saying why, an empty delta and a ``not_compared`` column in CSV."""
     cols = [c for c in paper_columns(catalog) + other_columns(runs, catalog)
             if any(column_value(r, c, catalog) is not None for r in runs)]
     if not cols:
@@ -273,30 +290,35 @@ def paper_table(runs: list[ModelRun], catalog: Catalog, refs: Optional[list[Refe
         cells = {}
         for col in cols:
             value = column_value(run, col, catalog)
-            ref = reference_value(refs, run.model, col, run) if refs else None
-            cells[col.header] = (value, ref, run.marks(column_tasks(col, catalog)) if value is not None else "")
+            ref = reference_row(refs, col, run) if refs else None
+            why = not_compared(run, col, catalog, ref) if ref is not None and value is not None else None
+            cells[col.header] = (value, None if ref is None else ref.value,
+                                 run.marks(column_tasks(col, catalog)) if value is not None else "", why)
         table.append((run, cells))
     if fmt == "csv":
         header = ["model"] + [h for c in cols for h in ([c.header, f"{c.header} ref", f"{c.header} delta"]
                                                         if refs else [c.header])] + ["flags"]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(header)
+        writer.writerow(header + (["not_compared"] if refs else []))
         for run, cells in table:
             row = [run.model]
             for col in cols:
-                value, ref, _ = cells[col.header]
+                value, ref, _, why = cells[col.header]
                 row.append("" if value is None else f"{value:.2f}")
                 if refs:
                     row += ["" if ref is None else f"{ref:g}",
-                            "" if value is None or ref is None else f"{value - ref:+.2f}"]
-            writer.writerow(row + [" ".join(run.flags(shown_tasks))])
+                            "" if value is None or ref is None or why else f"{value - ref:+.2f}"]
+            row.append(" ".join(run.flags(shown_tasks)))
+            if refs:
+                row.append("; ".join(f"{h}: {c[3]}" for h, c in cells.items() if c[3]))
+            writer.writerow(row)
         return buf.getvalue()
 
-    def cell(value, ref, marks):
+    def cell(value, ref, marks, why):
         text = "–" if value is None else f"{value:.1f}{marks}"
         if refs and ref is not None:
-            text += f" ({ref:g}" + ("" if value is None else f", {value - ref:+.1f}") + ")"
+            text += f" ({ref:g}" + ("" if value is None else ", not compared" if why else f", {value - ref:+.1f}") + ")"
         return text
 
     lines = ["| model | " + " | ".join(c.header for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -305,6 +327,8 @@ def paper_table(runs: list[ModelRun], catalog: Catalog, refs: Optional[list[Refe
     if refs:
         lines.append("\nCells: value (reference, delta) in percent.")
     notes = [n for run, _ in table for n in _footnotes(run, shown_tasks)]
+    notes += [f"not compared: {run.model} {header}: {c[3]}" for run, cells in table for header, c in cells.items()
+              if c[3]]
     if notes:
         lines.append("")
         lines += notes

@@ -30,10 +30,10 @@ from .report import (
     MARK_PARTIAL,
     Column,
     ModelRun,
-    _refusal,
-    column_tasks,
     count_flag,
     is_partial,
+    not_compared,
+    reference_row,
     suite_rows,
     suite_value,
 )
@@ -85,20 +85,12 @@ def _percent(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _reference_for(refs: list[ReferenceRow], run: ModelRun, col: Column) -> Optional[ReferenceRow]:
-    if col.task.startswith("suite:"):
-        metric = "mean_primary"
-    else:
-        metric = col.metric or (run.row(col.task) or {}).get("metric")
-    return next((r for r in refs if r.model == run.model and r.task == col.task and r.metric == metric), None)
-
-
 def _delta_part(run: ModelRun, col: Column, catalog: Catalog, value: float, refs: Optional[list[ReferenceRow]],
                 tolerance: Optional[float]) -> tuple[str, list[str]]:
     """The hover text about the reference and the cell's colour classes."""
     if not refs:
         return "", []
-    ref = _reference_for(refs, run, col)
+    ref = reference_row(refs, col, run)
     if ref is None:
         return "no reference value", []
     if ref.not_reproducible:
@@ -106,8 +98,7 @@ def _delta_part(run: ModelRun, col: Column, catalog: Catalog, value: float, refs
     tol = ref.tolerance_pp if tolerance is None else tolerance
     delta = value - ref.value
     text = f"reference {ref.value:g} ({ref.report}): delta {delta:+.2f} pp, tolerance {tol:g}"
-    rows = [run.row(t) for t in column_tasks(col, catalog)]
-    refused = _refusal([r for r in rows if r], ref)
+    refused = not_compared(run, col, catalog, ref)
     if refused:
         return f"{text}; refused by check: {refused}", ["refused"]
     if abs(delta) <= tol + 1e-9:

@@ -44,7 +44,28 @@ def test_aggregate_marks_counts_that_differ_and_partial_results(tmp_path, capsys
     assert csv_row["flags"].split() == ["imagenet1k:fewer(1000/50000)", "cifar10:limit(10000/10000)"]
     assert float(csv_row["imagenet1k"]) == pytest.approx(83.8)
     assert main(["aggregate", str(run), "--reference", REPORT, "--plot", str(tmp_path / "bars.png")]) == 0
-    assert "83.8† (83.8, +0.0)" in capsys.readouterr().out and (tmp_path / "bars.png").stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert "83.8† (83.8, not compared)" in out and (tmp_path / "bars.png").stat().st_size > 1000  # check refuses it
+    assert any(line.startswith(f"not compared: {MODEL} imagenet1k: count fewer") for line in out.splitlines())
+
+
+def test_aggregate_shows_no_delta_where_check_refuses(tmp_path, capsys):
+    """A delta printed beside the paper's number reads as a reproduction; for another protocol it is not one."""
+    run = write_synthetic_run(tmp_path / MODEL, MODEL, transform="shortest")  # the paper: best-of-both
+    assert main(["aggregate", str(run), "--reference", REPORT]) == 0
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[:3]
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | ")))
+    assert cells["dtd"] == "72.1 (72.1, not compared)" and cells["avg27"].endswith(", not compared)")
+    retrieval = [h for h in cells if "R@" in h]  # squashed as the paper's retrieval: compared
+    assert retrieval and all(cells[h].endswith(", +0.0)") for h in retrieval)
+    assert any(line.startswith(f"not compared: {MODEL} dtd: transform shortest") for line in out.splitlines())
+    table = tmp_path / "t.csv"
+    assert main(["aggregate", str(run), "--reference", REPORT, "--format", "csv", "--out", str(table)]) == 0
+    (csv_row,) = csv.DictReader(table.open())
+    assert csv_row["dtd delta"] == "" and csv_row["dtd ref"] == "72.1" and csv_row[f"{retrieval[0]} delta"] == "+0.00"
+    assert "dtd: transform shortest" in csv_row["not_compared"] and "avg27: 27 of 27" in csv_row["not_compared"]
+    assert check(run) == 2  # the same cells check refuses
 
 
 def test_export_marks_counts_that_differ(tmp_path):
