@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--allow-count-mismatch", action="store_true",
                      help="compare results whose sample count differs from the protocol's (count_status fewer or"
                           " more) instead of refusing them; the report names each one")
+    chk.add_argument("--require-all", action="store_true",
+                     help="exit 2 when a reference value (one evalsuite can reproduce) has no result in the run: a"
+                          " task that failed or was left out fails the check instead of going unchecked (default:"
+                          " check what the run holds and count the rest)")
     chk.add_argument("--as-model", help="compare under this model card name (default: the run's model)")
     chk.add_argument("--include-path", type=Path, action="append", default=[])
 
@@ -245,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seed", type=_int_in(0, 2**62), default=0, help="bootstrap seed (default 0)")
     cmp.add_argument("--fail-if-worse", type=_tolerance, metavar="PP",
                      help="exit 4 when B is below A by more than PP percentage points with the 95%% interval"
-                          " entirely below 0, on any task or suite (default: never)")
+                          " entirely below 0, on any task or suite, or when B lacks a task A has (a task that"
+                          " failed is no pass; --tasks gates on a subset) (default: never)")
     cmp.add_argument("--out", type=Path, help="also write the comparison as CSV (fractions, full precision)")
     cmp.add_argument("--include-path", type=Path, action="append", default=[])
 
@@ -431,14 +436,18 @@ def cmd_check(args) -> int:
     runs = load_runs(args.run_dir, set(catalog.tasks))
     reports = []
     for run in runs:
-        reports.append(check_run(run, refs, catalog, args.tolerance, args.as_model, args.allow_count_mismatch))
+        reports.append(check_run(run, refs, catalog, args.tolerance, args.as_model, args.allow_count_mismatch,
+                                 args.require_all))
         print("\n".join(reports[-1].lines))
     refused = sum(r.refused for r in reports)
     also = f"; {refused} result(s) also refused (lines marked REFUSED)" if refused else ""
     if any(r.exit_code == 4 for r in reports):  # a breach wins over refusals: CI must see the regression
         raise RegressionError(f"values beyond tolerance (lines marked BREACH above){also}")
     if any(r.exit_code == 2 for r in reports):
-        raise UserInputError("nothing comparable, or results refused (lines marked REFUSED above)")
+        missing = sum(len(r.missing) for r in reports) if args.require_all else 0
+        raise UserInputError("nothing comparable, or results refused (lines marked REFUSED above)" if not missing
+                             else f"{missing} reference value(s) without a result (lines marked MISSING above:"
+                                  f" run those tasks, or drop --require-all){also}")
     return 0
 
 
@@ -512,7 +521,7 @@ def cmd_compare(args) -> int:
         from .results import atomic_write_text
 
         atomic_write_text(args.out, comparison_csv(comparison, args.fail_if_worse))
-    if args.fail_if_worse is not None and comparison.worse(args.fail_if_worse):
+    if args.fail_if_worse is not None and (comparison.worse(args.fail_if_worse) or comparison.only_a):
         raise RegressionError(regression_message(comparison, args.fail_if_worse))
     return 0
 

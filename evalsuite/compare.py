@@ -21,7 +21,8 @@ Everything is computed from the two runs' ``<task>.predictions.csv`` files (eval
   either side of 0 (each count + 1, over iterations + 1; at most 1). The interval excludes 0 about when p < 0.05.
 - **Regression rule** (``--fail-if-worse PP``): B is significantly worse than A on a task or suite when its
   difference is below -PP percentage points *and* the 95% interval lies entirely below 0. PP is the drop you
-  accept (noise you do not care about); the interval guards against flagging resampling noise.
+  accept (noise you do not care about); the interval guards against flagging resampling noise. A task A has and
+  B lacks fails the gate too: a candidate whose task failed must not pass on the tasks that finished.
 """
 
 from __future__ import annotations
@@ -539,8 +540,15 @@ def comparison_csv(comparison: Comparison, fail_if_worse: Optional[float] = None
 
 
 def regression_message(comparison: Comparison, pp: float) -> str:
+    """Why the ``--fail-if-worse`` gate fails: the significantly worse tasks and suites, and the tasks B lacks."""
     worse = comparison.worse(pp)
-    listed = "; ".join(f"{d.name} {d.metric} {100 * d.delta:+.2f} pp [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]"
-                       f" p={d.p_value:.4f}" for d in worse)
-    return (f"B is significantly worse than A (below by more than {pp:g} pp, 95% interval entirely below 0) on"
-            f" {len(worse)} of {len(comparison.tasks) + len(comparison.suites)} compared: {listed}")
+    parts = []
+    if worse:
+        listed = "; ".join(f"{d.name} {d.metric} {100 * d.delta:+.2f} pp [{100 * d.ci_low:+.2f},"
+                           f" {100 * d.ci_high:+.2f}] p={d.p_value:.4f}" for d in worse)
+        parts.append(f"B is significantly worse than A (below by more than {pp:g} pp, 95% interval entirely below"
+                     f" 0) on {len(worse)} of {len(comparison.tasks) + len(comparison.suites)} compared: {listed}")
+    if comparison.only_a:
+        parts.append(f"B has no result for {len(comparison.only_a)} task(s) A has: {', '.join(comparison.only_a)}"
+                     " (a task B failed or left out is no pass: run it in B, or gate on the others with --tasks)")
+    return "; ".join(parts)

@@ -348,14 +348,16 @@ class CheckReport:
     not_run: int = 0
     not_reproducible: int = 0  # reference rows of a protocol evalsuite cannot run (skipped, said why)
     allowed: int = 0  # compared despite a count mismatch (--allow-count-mismatch)
+    missing: list[str] = field(default_factory=list)  # reproducible reference values the run has no result for
+    require_all: bool = False  # --require-all: a missing result fails the check
 
     @property
     def exit_code(self) -> int:
-        """4 on any breach (even when other rows are refused); else 2 when something is refused or nothing was
-        comparable; else 0."""
+        """4 on any breach (even when other rows are refused); else 2 when something is refused, nothing was
+        comparable, or (``require_all``) a reproducible reference value has no result; else 0."""
         if self.breaches:
             return 4
-        return 2 if self.refused or not self.compared else 0
+        return 2 if self.refused or not self.compared or (self.require_all and self.missing) else 0
 
 
 PROTOCOL_KEYS = ("transform", "decoder", "precision")  # what every result's protocol records (frame_rule: video)
@@ -412,25 +414,31 @@ def _refusal(rows: list[dict], ref: ReferenceRow, allow_count_mismatch: bool = F
 
 
 def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, tolerance: Optional[float] = None,
-              model: Optional[str] = None, allow_count_mismatch: bool = False) -> CheckReport:
+              model: Optional[str] = None, allow_count_mismatch: bool = False,
+              require_all: bool = False) -> CheckReport:
+    """``require_all``: a reference value the run has no result for (a task that failed or was left out) is a
+    ``MISSING`` line and fails the check, so CI cannot pass on the tasks that happened to finish."""
     model = model or run.model
-    report = CheckReport()
+    report = CheckReport(require_all=require_all)
     for ref in (r for r in refs if r.model == model):
         mix = None
+        label = f"{model} {ref.task} {ref.metric}"
         if ref.is_suite:
             rows = suite_rows(run, catalog, ref.task[6:])
-            if any(r is None for r in rows):
-                report.not_run += 1
-                continue
-            value = sum(r["value"] for r in rows) / len(rows)
-            mix = suite_mix(rows, catalog, ref.task[6:])
+            absent = [m for m, r in zip(catalog.suite_members(ref.task[6:]), rows) if r is None]
+            value = None if absent else sum(r["value"] for r in rows) / len(rows)
+            mix = None if absent else suite_mix(rows, catalog, ref.task[6:])
         else:
             row = run.row(ref.task, ref.metric)
-            if row is None:
-                report.not_run += 1
-                continue
-            rows, value = [row], row["value"]
-        label = f"{model} {ref.task} {ref.metric}"
+            absent = [] if row is not None else [ref.task]
+            rows, value = [row], None if row is None else row["value"]
+        if absent:
+            report.not_run += 1
+            if not ref.not_reproducible:
+                report.missing.append(label if not ref.is_suite else f"{label} (no result for {', '.join(absent)})")
+                if require_all:
+                    report.lines.append(f"MISSING {report.missing[-1]}: no result in {run.folder}")
+            continue
         if ref.not_reproducible:
             report.not_reproducible += 1
             report.lines.append(f"SKIPPED {label}: not reproducible by evalsuite: {ref.not_reproducible}")
@@ -460,6 +468,8 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
         summary += f"; {report.allowed} compared despite sample counts that differ (--allow-count-mismatch)"
     if not report.compared and not report.refused:
         summary += f"; nothing comparable for model {model!r}"
+    if require_all and report.missing:
+        summary += f"; {len(report.missing)} missing (--require-all)"
     report.lines.append(summary)
     return report
 

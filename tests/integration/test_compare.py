@@ -322,6 +322,25 @@ def test_compare_retrieval_of_two_models_and_the_ci_gate(demo_runs, capsys):
     capsys.readouterr()
 
 
+def test_the_gate_fails_when_b_lacks_a_task_a_has(demo_runs, tmp_path, capsys):
+    """A candidate whose task failed (no CSV) must not pass the gate on the tasks that finished."""
+    import shutil
+
+    runs, _ = demo_runs
+    b = tmp_path / "demo-clip"
+    shutil.copytree(runs["a"], b)
+    for path in b.glob("demo_heldout*.csv"):
+        path.unlink()
+    assert main(["compare", str(runs["a"]), str(b), "--iterations", "200", "--fail-if-worse", "1"]) == 4
+    err = capsys.readouterr().err
+    assert "B has no result for 1 task(s) A has: demo_heldout" in err and "--tasks" in err
+    assert main(["compare", str(runs["a"]), str(b), "--iterations", "200"]) == 0  # no gate: a report only
+    assert main(["compare", str(runs["a"]), str(b), "--iterations", "200", "--fail-if-worse", "1",
+                 "--tasks", "demo_shapes,demo_retrieval"]) == 0
+    assert main(["compare", str(b), str(runs["a"]), "--iterations", "200", "--fail-if-worse", "1"]) == 0  # B has more
+    capsys.readouterr()
+
+
 def test_compare_help_has_defaults_and_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--help"])

@@ -96,6 +96,26 @@ def test_check_with_nothing_comparable(tmp_path, capsys):
     assert "nothing comparable" in capsys.readouterr().out
 
 
+def test_check_require_all_fails_on_a_missing_result(tmp_path, capsys):
+    """By default check counts the reference values a run lacks; with --require-all a task that failed (no CSV)
+    fails the check, each named with the suites it leaves without a mean."""
+    run = write_synthetic_run(tmp_path / "m", "EVA-CLIP-18B")
+    (run / "dtd.csv").unlink()
+    assert check(run) == 0
+    assert "2 reference values without a result" in capsys.readouterr().out
+    assert check(run, "--require-all") == 2
+    captured = capsys.readouterr()
+    missing = [line for line in captured.out.splitlines() if line.startswith("MISSING")]
+    assert missing[0] == f"MISSING EVA-CLIP-18B dtd acc1: no result in {run}"
+    assert any("suite:eva_cls27 mean_primary (no result for dtd)" in line for line in missing)
+    assert "reference value(s) without a result" in captured.err and "--require-all" in captured.err
+    assert check(write_synthetic_run(tmp_path / "full", "EVA-CLIP-18B"), "--require-all") == 0
+    nudged = write_synthetic_run(tmp_path / "worse", "EVA-CLIP-18B", nudge={"mnist": {"acc1": -2}})
+    (nudged / "dtd.csv").unlink()
+    assert check(nudged, "--require-all") == 4  # a breach still wins
+    capsys.readouterr()
+
+
 def test_aggregate_rebuilds_tables_and_prints_deltas(tmp_path, capsys):
     run = write_synthetic_run(tmp_path / "runs" / "EVA-CLIP-18B", "EVA-CLIP-18B", nudge={"imagenet1k": {"acc1": -1}})
     assert main(["aggregate", str(tmp_path / "runs"), "--reference", REPORT]) == 0
