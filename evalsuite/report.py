@@ -103,35 +103,50 @@ def _task_column(path: Path) -> Optional[set[str]]:
 
 
 def load_runs(path: Path, known_tasks=None) -> list[ModelRun]:
-    """``path`` is one model's folder (task CSVs inside) or a folder of such folders.
+    """``path`` is one model's folder (task CSVs inside) or a folder of such folders (then CSVs of its own that
+    are no task result, such as an export's ``leaderboard.csv``, are passed over without a warning).
 
     Read are ``<task>.csv`` files whose ``task`` column is ``<task>``, validated (a damaged one raises
     ResultFileError, exit 2). A CSV holding another task's rows (``cifar10_old.csv``) is ignored, as is an unreadable
     one whose name is no task of ``known_tasks`` (when given); one warning names them. ``history/`` is not read."""
     if not path.is_dir():
         raise UserInputError(f"{path}: not a folder of results")
-    folders = [path] if _candidate_csvs(path) else sorted(
-        d for d in path.iterdir() if d.is_dir() and d.name != HISTORY_DIR and _candidate_csvs(d))
+    own, own_ignored = _task_csvs(path, known_tasks)
+    if own:
+        folders = [(path, own, own_ignored)]
+    else:  # a folder of model folders; its own CSVs (an export's leaderboard.csv) are no run
+        folders = [(d, *_task_csvs(d, known_tasks)) for d in sorted(path.iterdir())
+                   if d.is_dir() and d.name != HISTORY_DIR]
     runs, ignored = [], []
-    for folder in folders:
+    for folder, task_csvs, strays in folders:
+        ignored += strays
         run = ModelRun(folder)
-        for csv_path in _candidate_csvs(folder):
-            tasks, name = _task_column(csv_path), csv_path.stem
-            if tasks is not None and name not in tasks:
-                ignored.append(f"{csv_path} (holds task {', '.join(sorted(tasks))})")
-                continue
-            if tasks is None and known_tasks is not None and name not in known_tasks:
-                ignored.append(f"{csv_path} (no task column to read, and {name!r} is no known task)")
-                continue
-            run.tasks[name] = read_task_csv(csv_path)  # ResultFileError (exit 2) for a damaged file
+        for csv_path in task_csvs:
+            run.tasks[csv_path.stem] = read_task_csv(csv_path)  # ResultFileError (exit 2) for a damaged file
         if run.tasks:
             runs.append(run)
+    if not runs:
+        ignored = own_ignored + ignored
     if ignored:
         log.warning("ignored %d CSV file(s) that are not a task result a run wrote (<task>.csv holding task"
                     " <task>): %s", len(ignored), "; ".join(ignored))
     if not runs:
         raise UserInputError(f"{path}: no task result CSVs here or in its sub-folders (expected results/<model>/)")
     return runs
+
+
+def _task_csvs(folder: Path, known_tasks) -> tuple[list[Path], list[str]]:
+    """(the task result CSVs of ``folder``, why each other candidate CSV is not one)."""
+    accepted, ignored = [], []
+    for csv_path in _candidate_csvs(folder):
+        tasks, name = _task_column(csv_path), csv_path.stem
+        if tasks is not None and name not in tasks:
+            ignored.append(f"{csv_path} (holds task {', '.join(sorted(tasks))})")
+        elif tasks is None and known_tasks is not None and name not in known_tasks:
+            ignored.append(f"{csv_path} (no task column to read, and {name!r} is no known task)")
+        else:
+            accepted.append(csv_path)
+    return accepted, ignored
 
 
 def rebuild_tables(run: ModelRun, catalog: Catalog) -> tuple[list[dict], list[dict]]:

@@ -185,3 +185,20 @@ def test_exports_of_user_defined_tasks_and_default_paths(tmp_path, monkeypatch, 
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["export", "--runs", str(run), "--format", "xml"])
+
+
+def test_an_export_written_into_the_results_folder_leaves_it_readable(eva_run, tmp_path, monkeypatch, capsys, caplog):
+    """`export --out results/leaderboard.csv` (the default path) puts CSVs beside the model folders; the next export,
+    aggregate, check or report over that folder must still find the runs, not take the folder for a model's."""
+    results = eva_run.parent
+    for fmt in ("csv", "json"):
+        assert main(["export", "--runs", str(results), "--format", fmt, "--out", str(results / f"lb.{fmt}")]) == 0
+    assert main(["export", "--runs", str(results), "--out", str(results / "leaderboard.csv")]) == 0
+    assert main(["export", "--runs", str(results), "--out", str(tmp_path / "again.csv")]) == 0
+    (row,) = csv.DictReader((tmp_path / "again.csv").open())
+    assert row["model"] == MODEL and row["run"] == str(eva_run)
+    caplog.clear()
+    assert main(["aggregate", str(results)]) == 0
+    assert "ignored" not in caplog.text  # an export's own files are no stray task results
+    assert main(["report", str(results), "--out", str(tmp_path / "site")]) == 0
+    capsys.readouterr()
