@@ -516,18 +516,21 @@ def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]
     protocol's or partial (``imagenet1k:fewer(1000/50000)``), ``partial`` (true when any shown result is), then
     per task ``<task> ci_low``, ``<task> ci_high`` (the primary metric's 95% bootstrap interval, percent),
     ``<task> num_samples``, ``<task> count_status`` and per suite ``<suite> count_status`` (``ok`` or its odd
-    members). Long: model, run, column, metric, value (fraction, full precision), partial, count_status (a
-    suite's: ``ok`` or its odd members), num_samples, expected_num_samples, ci_low, ci_high (fractions)."""
+    members), then how the numbers were made: ``model_fingerprint``, ``precision`` and ``decoder`` (the distinct
+    values of the shown results, space-separated: two values name a run mixing configurations). Long: model,
+    run, column, metric, value (fraction, full precision), partial, count_status (a suite's: ``ok`` or its odd
+    members), num_samples, expected_num_samples, ci_low, ci_high (fractions), model_fingerprint, protocol (a
+    task's protocol cell; a suite's: its members' distinct ones, space-separated)."""
     suites, tasks = leaderboard_columns(runs, catalog)
     display, long_rows = io.StringIO(), io.StringIO()
     d, lw = csv.writer(display, lineterminator="\n"), csv.writer(long_rows, lineterminator="\n")
     details = [f"{t} {c}" for t in tasks for c in ("ci_low", "ci_high", "num_samples", "count_status")]
     d.writerow(["model", "run", "params_millions"] + suites + tasks + ["flags", "partial"] + details
-               + [f"{s} count_status" for s in suites])
+               + [f"{s} count_status" for s in suites] + ["model_fingerprint", "precision", "decoder"])
     lw.writerow(["model", "run", "column", "metric", "value", "partial", "count_status", "num_samples",
-                 "expected_num_samples", "ci_low", "ci_high"])
+                 "expected_num_samples", "ci_low", "ci_high", "model_fingerprint", "protocol"])
     for run in runs:
-        values, suite_status, partial = [], [], False
+        values, suite_status, partial, shown = [], [], False, []
         for s in suites:
             members = catalog.suite_members(s)
             v = suite_value(run, catalog, s)
@@ -537,8 +540,10 @@ def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]
                 by_task = dict(zip(members, suite_rows(run, catalog, s)))
                 suite_partial = any(is_partial(r) for r in by_task.values())
                 suite_status[-1] = suite_count_status(members, by_task)
+                shown += by_task.values()
                 lw.writerow([run.model, str(run.folder), f"suite:{s}", "mean_primary", repr(v),
-                             str(suite_partial).lower(), suite_status[-1], "", "", "", ""])
+                             str(suite_partial).lower(), suite_status[-1], "", "", "", "",
+                             _distinct(by_task.values(), "model_fingerprint"), _distinct(by_task.values(), "protocol")])
         detail_cells = []
         for t in tasks:
             row = run.row(t)
@@ -547,14 +552,27 @@ def leaderboard(runs: list[ModelRun], catalog: Catalog, params: dict[str, float]
                 detail_cells += ["", "", "", ""]
                 continue
             partial = partial or is_partial(row)
+            shown.append(row)
             detail_cells += [_pct(row["ci_low"]), _pct(row["ci_high"]), str(row["num_samples"]), row["count_status"]]
             lw.writerow([run.model, str(run.folder), t, row["metric"], repr(row["value"]),
                          str(is_partial(row)).lower(), row["count_status"], row["num_samples"],
                          "" if row["expected_num_samples"] is None else row["expected_num_samples"],
                          "" if row["ci_low"] is None else repr(row["ci_low"]),
-                         "" if row["ci_high"] is None else repr(row["ci_high"])])
+                         "" if row["ci_high"] is None else repr(row["ci_high"]),
+                         row["model_fingerprint"], row["protocol"]])
         p = params.get(run.model)
         d.writerow([run.model, str(run.folder), "" if p is None else f"{p:g}"]
                    + [_pct(v) for v in values] + [" ".join(run.flags(tasks)), str(partial).lower()]
-                   + detail_cells + suite_status)
+                   + detail_cells + suite_status
+                   + [_distinct(shown, key) for key in ("model_fingerprint", "precision", "decoder")])
     return display.getvalue(), long_rows.getvalue()
+
+
+def _distinct(rows, key: str) -> str:
+    """The distinct values of a column (``model_fingerprint``, ``protocol``) or of a protocol key (``precision``,
+    ``decoder``) over ``rows``, sorted and space-separated."""
+    if key in ("model_fingerprint", "protocol"):
+        values = {r[key] for r in rows}
+    else:
+        values = {parse_protocol(r["protocol"]).get(key, "unknown") for r in rows}
+    return " ".join(sorted(values))

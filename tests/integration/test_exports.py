@@ -202,3 +202,25 @@ def test_an_export_written_into_the_results_folder_leaves_it_readable(eva_run, t
     assert "ignored" not in caplog.text  # an export's own files are no stray task results
     assert main(["report", str(results), "--out", str(tmp_path / "site")]) == 0
     capsys.readouterr()
+
+
+def test_the_leaderboard_says_how_each_number_was_made(tmp_path):
+    """Two precisions of one model are two leaderboard rows; the export must tell them apart by more than a path."""
+    fp32 = write_synthetic_run(tmp_path / "fp32" / MODEL, MODEL)
+    bf16 = write_synthetic_run(tmp_path / "bf16" / MODEL, MODEL,
+                               protocol={t: {"precision": "bf16"} for t in CATALOG.tasks})
+    for path in bf16.glob("*.csv"):
+        rows = read_task_csv(path)
+        write_task_csv(path, [r | {"model_fingerprint": "b" * 16} for r in rows])
+    out = tmp_path / "lb.csv"
+    assert main(["export", "--runs", str(fp32.parent), str(bf16.parent), "--out", str(out)]) == 0
+    rows = {r["run"]: r for r in csv.DictReader(out.open())}
+    assert rows[str(fp32)]["precision"] == "amp_fp16" and rows[str(bf16)]["precision"] == "bf16"
+    assert rows[str(fp32)]["model_fingerprint"] == "f" * 16 and rows[str(bf16)]["model_fingerprint"] == "b" * 16
+    assert rows[str(fp32)]["decoder"] == "pil"
+    long_rows = [r for r in csv.DictReader((tmp_path / "lb_long.csv").open()) if r["column"] == "dtd"]
+    assert {parse_protocol(r["protocol"])["precision"] for r in long_rows} == {"amp_fp16", "bf16"}
+    assert {r["model_fingerprint"] for r in long_rows} == {"f" * 16, "b" * 16}
+    suite = next(r for r in csv.DictReader((tmp_path / "lb_long.csv").open())
+                 if r["column"] == "suite:eva_cls27" and r["run"] == str(bf16))
+    assert suite["model_fingerprint"] == "b" * 16 and "precision=bf16" in suite["protocol"]
