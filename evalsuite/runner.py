@@ -140,6 +140,12 @@ class Runner:
                 log.info("%s: already done (%s), skipped; --no-resume re-runs it", task.name, path)
                 report.skipped.append(task.name)
                 self._reflag_skipped(task, path, report)
+            elif cfg.resume and self._full_result_here(task, path, model_fp):
+                log.info("%s: a full result of this model and task is already here (%s); a --limit run does not"
+                         " replace it with a subset, skipped (--no-resume evaluates the subset, moving the full"
+                         " result to history/)", task.name, path)
+                report.skipped.append(task.name)
+                self._reflag_skipped(task, path, report)
             else:
                 pending.append(task)
         from .encoding.encoder import Encoder, EncoderSettings, ModelLoadFailed
@@ -174,6 +180,15 @@ class Runner:
                 raise UserInputError(message)
             raise TasksFailedError(message)
         return report
+
+    def _full_result_here(self, task: Task, path: Path, model_fp: str) -> bool:
+        """Under --limit: ``path`` holds this model's result of the task on the whole dataset, under the same
+        configuration but the limit (a seeded subset would only displace it)."""
+        cfg = self.config
+        if cfg.limit is None:
+            return False
+        full = task.fingerprint(None, cfg.transform, cfg.decoder)
+        return is_done(path, model_fp, full) and self._same_expected_counts(task, path)
 
     def _same_expected_counts(self, task: Task, path: Path) -> bool:
         """Whether the result was checked against the counts the task file states now. They are left out of the

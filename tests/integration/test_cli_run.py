@@ -61,6 +61,25 @@ def test_limit_marks_partial_and_uses_its_own_fingerprint(tiny_model_dir, cifar_
     assert full[0]["task_fingerprint"] != limited[0]["task_fingerprint"]
 
 
+def test_a_limit_run_does_not_displace_a_full_result(tiny_model_dir, cifar_like_root, tmp_path, capsys):
+    """A quick --limit check in the folder of a finished run keeps the full result on show (and in the suites);
+    --no-resume still evaluates the subset, the full result going to history/."""
+    out = tmp_path / "results"
+    base = ["--model", f"local-dir:{tiny_model_dir}", "--tasks", "cifar10", "--data-root", cifar_like_root,
+            "--output-dir", out]
+    assert run(*base) == FEWER_THAN_EXPECTED
+    model_dir = next(out.iterdir())
+    before = (model_dir / "cifar10.csv").read_text()
+    capsys.readouterr()
+    assert run(*base, "--limit", "15") == FEWER_THAN_EXPECTED  # the full result's count is still flagged
+    assert (model_dir / "cifar10.csv").read_text() == before and not (model_dir / "history").exists()
+    assert "a full result of this model and task is already here" in capsys.readouterr().err
+    assert run(*base, "--limit", "15", "--no-resume") == 0
+    assert {r["num_samples"] for r in rows(model_dir / "cifar10.csv")} == {"15"}
+    (moved,) = [p for p in (model_dir / "history").glob("cifar10.*.csv") if ".predictions" not in p.name]
+    assert moved.read_text() == before
+
+
 def test_unreadable_image_is_counted_listed_and_exits_3(tiny_model_dir, cifar_like_root, tmp_path, capsys):
     bad = cifar_like_root / "cifar10" / "cat" / "9999.png"
     bad.write_bytes(b"not an image at all")
