@@ -317,6 +317,7 @@ class Runner:
             "weights": self.weights_used,
             "load_notes": getattr(self._model, "load_notes", []),
             "device": str(self.device),
+            "device_details": device_details(self.device),
             "precision": self.precision,
             "preprocess": self._preprocess_description(),
             "model_loaded": self._model is not None,
@@ -430,12 +431,41 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"evalsuite": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "open_clip_torch", "timm", "numpy", "pillow"):
+    for pkg in ("torch", "torchvision", "open_clip_torch", "timm", "numpy", "pillow", "av", "transformers"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def device_details(device) -> dict:
+    """What else on the device shapes the numbers: the GPU, CUDA and cuDNN versions, and the fp32 math PyTorch is
+    set to. fp32 runs with PyTorch's defaults, as CLIP_benchmark does: on Ampere and newer GPUs cuDNN convolutions
+    (the patch embedding) run in TF32, matmuls in IEEE fp32 unless the process asked for TF32."""
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    return {"gpu": torch.cuda.get_device_name(device),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "fp32_math": _fp32_math()}
+
+
+def _fp32_math() -> dict:
+    """cuDNN convolution and CUDA matmul fp32 precision: ``tf32`` or ``ieee`` (PyTorch's newer per-backend flags,
+    else the older ``allow_tf32`` ones)."""
+    import torch
+
+    backends = torch.backends
+    conv = getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None)
+    matmul = getattr(backends.cuda.matmul, "fp32_precision", None)
+    if conv is None or matmul is None:  # torch before 2.9
+        conv = "tf32" if backends.cudnn.allow_tf32 else "ieee"
+        matmul = "tf32" if backends.cuda.matmul.allow_tf32 else "ieee"
+    if matmul == "none":  # follows torch.set_float32_matmul_precision
+        matmul = "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    return {"cudnn_conv": conv, "cuda_matmul": matmul}
 
 
 def asdict_or_none(obj) -> Optional[dict]:
