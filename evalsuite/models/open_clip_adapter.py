@@ -18,6 +18,7 @@ from .weights import (
     hub_file,
     hub_offline_mode,
     open_clip_tag_files,
+    open_clip_tag_identity,
     resolve,
     state_dict_mismatch,
 )
@@ -31,7 +32,7 @@ class OpenClipAdapter(ModelAdapter):
     def weights_identity(cls, card) -> dict:
         source = cls.weights_source(card)
         if source.kind == "open_clip_tag":
-            return {"open_clip_tag": source.ref}
+            return open_clip_tag_identity(card.architecture, source.ref)
         weights = _weights_file(source)
         if source.kind == "file":
             return {"file_sha256": file_digest(weights)}

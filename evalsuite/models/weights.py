@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -287,12 +288,31 @@ def _first_line(exc: BaseException) -> str:
 
 def open_clip_tag_files(architecture: str, tag: str) -> Optional[tuple[str, list[str]]]:
     """(hub repo, file names in the order open_clip tries them) for an open_clip tag downloaded from the hub;
-    None for a tag open_clip fetches from a URL, or when open_clip does not know the tag."""
+    None for a tag open_clip fetches from a URL, or when open_clip does not know the tag.
+
+    Memoised per open_clip version under ``$EVALSUITE_CACHE_DIR/open_clip_tags``: the model fingerprint needs it
+    on every run, and a fully cached re-run should not pay open_clip's import (about 3 s) to learn it."""
+    import importlib.metadata as md
+
     try:
-        import open_clip
-        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-    except ImportError:
+        version = md.version("open_clip_torch")
+    except md.PackageNotFoundError:
         return None
+    memo = _tag_memo_path(version)
+    known = _read_tag_memo(memo)
+    key = f"{architecture}/{tag}"
+    if key not in known:
+        known[key] = _open_clip_tag_files(architecture, tag)
+        _write_tag_memo(memo, known)
+    entry = known[key]
+    return None if entry is None else (entry[0], list(entry[1]))
+
+
+def _open_clip_tag_files(architecture: str, tag: str) -> Optional[list]:
+    """[repo, names] from open_clip's own table of pretrained tags (see open_clip_tag_files)."""
+    import open_clip
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
     cfg = open_clip.get_pretrained_cfg(architecture, tag)
     hub = (cfg or {}).get("hf_hub")
     if not hub or "file" in cfg:
@@ -305,7 +325,48 @@ def open_clip_tag_files(architecture: str, tag: str) -> Optional[tuple[str, list
             names.insert(0, HF_SAFE_WEIGHTS_NAME)
         elif filename.endswith((".bin", ".pth")):
             names.insert(0, filename[:-4] + ".safetensors")
-    return repo, names
+    return [repo, names]
+
+
+def _tag_memo_path(open_clip_version: str) -> Path:
+    from ..resources import default_cache_dir
+
+    safetensors = "st" if importlib.util.find_spec("safetensors") is not None else "nost"  # changes the names
+    return default_cache_dir() / "open_clip_tags" / f"{open_clip_version}-{safetensors}.json"
+
+
+def _read_tag_memo(memo: Path) -> dict:
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent or damaged: asked of open_clip again
+        return {}
+    valid = isinstance(known, dict) and all(
+        v is None or (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], list)
+                      and v[1] and all(isinstance(n, str) for n in v[1])) for v in known.values())
+    return known if valid else {}
+
+
+def _write_tag_memo(memo: Path, known: dict) -> None:
+    from ..atomic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(memo, json.dumps(known, sort_keys=True).encode())
+    except OSError as exc:  # the answer is right either way; only the next run's import is at stake
+        log.warning("cannot memoise open_clip's tag table in %s (%s)", memo.parent, exc.strerror or exc)
+
+
+def open_clip_tag_identity(architecture: str, tag: str) -> dict:
+    """What a tag's numbers depend on: the tag and, for a hub tag, the digest of the very file open_clip will
+    load (the cached copy, else the one downloaded now). A tag names no version of its weights: the hub file
+    behind it can be replaced, and a cache shared by two machines must not pair features of both."""
+    hub = open_clip_tag_files(architecture, tag)
+    if hub is None:  # fetched by open_clip from a URL (OpenAI's name their file's sha256, which open_clip checks)
+        return {"open_clip_tag": tag}
+    from .base import file_digest
+
+    repo, names = hub
+    path = hub_file(repo, names, local_name=f"{repo}/{names[0]}")
+    return {"open_clip_tag": tag, "file_sha256": file_digest(path)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the classifier cache and resume). Each test here failed before its fix:
    Hugging Face cache) and the weights are read at that very commit.
 4. Files over 256 MiB were digested by sampling (size, first and last 16 MiB): checkpoints differing only in
    middle blocks collided. Now the whole file is hashed, once per file version (a memo on disk).
+5. open_clip tags were identified by the tag alone; now by the digest of the hub file open_clip loads.
 
 The hub is mocked as in test_weights_offline / test_remote_code_trust: a hub cache in tmp_path, offline mode
 or a mocked ``HfApi.model_info``; nothing is downloaded.
@@ -303,3 +304,46 @@ def test_damaged_memo_is_recomputed(memo_dir, tmp_path):
     memo.write_text('{"file": {}, "sha256": "0000000000000000"}')  # another file's entry, or a damaged one
     base._digest.cache_clear()
     assert file_digest(path) == first
+
+
+# --- 5. open_clip tags: the file behind the tag -----------------------------------------------------------------
+
+EVA02_REPO = "timm/eva02_base_patch16_clip_224.merged2b_s8b_b131k"
+EVA02_FILE = "open_clip_model.safetensors"
+
+
+def test_an_open_clip_tags_identity_is_the_file_it_loads(hub, monkeypatch, tmp_path):
+    """A tag names no version of its weights: the hub file behind it was identified by the tag alone, so features
+    of replaced weights (a new download into a shared feature cache) were served under the old fingerprint."""
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    card = find_card("EVA02-CLIP-B-16")
+    cached_snapshot(hub, EVA02_REPO, A, {EVA02_FILE: b"weights v1"})
+    first = OpenClipAdapter.weights_identity(card)
+    assert first == {"open_clip_tag": "merged2b_s8b_b131k", "file_sha256": file_digest(
+        hub / f"models--{EVA02_REPO.replace('/', '--')}" / "snapshots" / A / EVA02_FILE)}
+    cached_snapshot(hub, EVA02_REPO, B, {EVA02_FILE: b"weights v2"})  # main moved, other weights
+    assert OpenClipAdapter.weights_identity(card) != first
+    cached_snapshot(hub, EVA02_REPO, C, {EVA02_FILE: b"weights v2"})  # a README commit: the same weights
+    second = OpenClipAdapter.weights_identity(card)
+    cached_snapshot(hub, EVA02_REPO, B, {EVA02_FILE: b"weights v2"}, ref="main")
+    assert OpenClipAdapter.weights_identity(card) == second != first
+
+
+def test_an_uncached_open_clip_tag_offline_is_the_missing_weights_error(hub, monkeypatch, tmp_path):
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelLoadError, match=f"{EVA02_FILE}.*{EVA02_REPO}.*is not available here"):
+        OpenClipAdapter.weights_identity(find_card("EVA02-CLIP-B-16"))
+
+
+def test_the_tag_table_is_read_from_open_clip_once_per_version(monkeypatch, tmp_path):
+    """The fingerprint needs the tag's hub file on every run; a fully cached re-run must not import open_clip."""
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    expected = (EVA02_REPO, [EVA02_FILE, "open_clip_pytorch_model.bin"])
+    assert weights.open_clip_tag_files("EVA02-B-16", "merged2b_s8b_b131k") == expected
+    monkeypatch.setattr(weights, "_open_clip_tag_files", lambda *a: pytest.fail("open_clip asked again"))
+    assert weights.open_clip_tag_files("EVA02-B-16", "merged2b_s8b_b131k") == expected
+    (memo,) = (tmp_path / "cache" / "open_clip_tags").iterdir()
+    memo.write_text("{not json")  # damaged: asked of open_clip again, not trusted
+    monkeypatch.undo()
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    assert weights.open_clip_tag_files("EVA02-B-16", "merged2b_s8b_b131k") == expected
