@@ -31,6 +31,10 @@ class DatasetUnavailableError(UserInputError):
     """The data for a task cannot be found or read; the message says how to get it."""
 
 
+class DataNotFoundError(DatasetUnavailableError):
+    """No copy of a task's data where a source looks (as opposed to a copy it found and cannot use)."""
+
+
 class ModelLoadError(UserInputError):
     """A model card, weights file or checkpoint that cannot be loaded as asked."""
 

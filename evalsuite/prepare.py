@@ -18,8 +18,8 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from .config import TaskSpec
-from .data.base import DataSource
-from .errors import DatasetUnavailableError, TasksFailedError
+from .data.base import DataSource, Samples
+from .errors import DataNotFoundError, DatasetUnavailableError, TasksFailedError
 from .tasks import build_task
 
 PRESENT, DOWNLOAD, MANUAL = "present", "download", "manual"
@@ -46,6 +46,7 @@ class PlanStep:
     kind: str
     detail: str  # where the data is, where it would go, or what the user must do
     num_samples: Optional[int] = None  # PRESENT: the listing's size
+    problems: tuple[str, ...] = ()  # PRESENT: what is wrong with the listing besides its size (listing_problems)
 
     def line(self) -> str:
         return f"plan {self.task}: {self.action} {self.source}: {' '.join(self.detail.split())}"
@@ -79,20 +80,26 @@ def destination(source: DataSource, data_root: Path) -> str:
 def plan_task(spec: TaskSpec, data_root: Path, include_paths=()) -> PlanStep:
     task = build_task(spec, include_paths)
     ctx = task.source_context(data_root)
-    problems = []
+    problems, present = [], []
     for source in task.sources:  # the order runs use: the first source whose data is present
         try:
             samples = source.samples(ctx)
         except DatasetUnavailableError as exc:
             problems.append(str(exc))
+            if not isinstance(exc, DataNotFoundError):  # a copy is there but cannot be used: say so
+                present.append(str(exc))
             continue
         if samples.items:
             return PlanStep(spec.name, PRESENT, describe_source(source), source.kind,
-                            f"{len(samples.items)} samples at {samples.root or data_root}", len(samples.items))
+                            f"{len(samples.items)} samples at {samples.root or data_root}", len(samples.items),
+                            listing_problems(spec, samples))
     downloader = next((s for s in task.sources if can_download(s)), None)
-    if downloader is not None:
-        return PlanStep(spec.name, DOWNLOAD, describe_source(downloader), downloader.kind,
-                        destination(downloader, data_root))
+    if downloader is not None:  # a copy that is there but unusable (damaged, wrong class names) is named
+        detail = destination(downloader, data_root)
+        if present:
+            detail += f" (a copy was found but not used: {present[0]})"
+        return PlanStep(spec.name, DOWNLOAD, describe_source(downloader), downloader.kind, detail,
+                        problems=tuple(present))
     return PlanStep(spec.name, MANUAL, describe_source(task.sources[0]), task.sources[0].kind,
                     problems[0] if problems else "no source found data")
 
@@ -115,11 +122,30 @@ def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
         return False, f"no connection to {host}:{port} ({exc.strerror or type(exc).__name__})"
 
 
-def _checked(spec: TaskSpec, n: int, action: str, kind: str, data_root: Path) -> PrepareOutcome:
+def listing_problems(spec: TaskSpec, samples: Samples) -> tuple[str, ...]:
+    """What a listing's size does not show: files it names that are not there (a Karpathy JSON or a UCF list
+    without its images or clips), and a caption count other than the task's."""
+    problems = []
+    absent = [f for f in samples.files() if not os.path.exists(f)]
+    if absent:
+        problems.append(f"{len(absent)} of the files the listing names are missing (e.g. {absent[0]})")
+    captions = getattr(samples, "captions", None)
+    if captions is not None and spec.expected_num_texts is not None:
+        texts = sum(len(c) for c in captions)
+        if texts != spec.expected_num_texts:
+            problems.append(f"{texts} captions, the task expects {spec.expected_num_texts}")
+    return tuple(problems)
+
+
+def _checked(spec: TaskSpec, n: int, action: str, kind: str, data_root: Path,
+             problems: tuple[str, ...] = ()) -> PrepareOutcome:
     where = f"{n} samples {action} (source {kind}) under {data_root}"
+    wrong = list(problems)
     if spec.expected_num_samples is not None and n != spec.expected_num_samples:
-        return PrepareOutcome(spec.name, False, f"{where}, but the task expects {spec.expected_num_samples}:"
-                                                f" incomplete or a different version of the dataset", n)
+        wrong.insert(0, f"the task expects {spec.expected_num_samples} samples")
+    if wrong:
+        return PrepareOutcome(spec.name, False, f"{where}, but {'; '.join(wrong)}: incomplete or a different"
+                                                " version of the dataset", n)
     return PrepareOutcome(spec.name, True, where, n)
 
 
@@ -144,7 +170,7 @@ def prepare_task(spec: TaskSpec, data_root: Path, include_paths=()) -> PrepareOu
             samples = task.find_samples(ctx)
         except DatasetUnavailableError as exc:
             return PrepareOutcome(spec.name, False, f"downloaded, but then not readable: {exc}")
-    return _checked(spec, len(samples.items), action, task.source_used, data_root)
+    return _checked(spec, len(samples.items), action, task.source_used, data_root, listing_problems(spec, samples))
 
 
 def prepare_tasks(specs: list[TaskSpec], data_root: Path, include_paths=()) -> list[PrepareOutcome]:
@@ -172,12 +198,13 @@ def run_prepare(specs: list[TaskSpec], data_root: Path, include_paths=(), *, dry
     offline, failed = [], []
     for spec, plan in zip(specs, plans):
         if plan.action == PRESENT:
-            outcome = _checked(spec, plan.num_samples or 0, "found", plan.kind, data_root)
+            outcome = _checked(spec, plan.num_samples or 0, "found", plan.kind, data_root, plan.problems)
         elif plan.action == DOWNLOAD and online is False:
             offline.append(spec.name)
+            found = f"; the copy found was not used: {plan.problems[0]}" if plan.problems else ""
             outcome = PrepareOutcome(spec.name, False, f"offline: needs a download ({plan.source}), nothing was"
                                                        " fetched; rerun with a network, or put a copy where the"
-                                                       " plan line says")
+                                                       f" plan line says{found}")
         else:
             outcome = prepare_task(spec, data_root, include_paths)
         out(outcome.line())

@@ -9,7 +9,9 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -19,7 +21,9 @@ from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 from PIL import Image
 
 from ..config import SourceSpec, TaskSpec, from_mapping
-from ..errors import DatasetUnavailableError
+from ..errors import DataNotFoundError, DatasetUnavailableError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -180,7 +184,19 @@ class DownloadingSource(DataSource):
             return
         with staging_folder(ctx.data_root, self.spec.name) as stage:
             self.download_into(stage / "data", ctx, stage)
+            staged = self.staged_count(stage / "data")
+            expected = self.spec.expected_num_samples
+            if staged is not None and expected is not None and staged < expected:
+                raise DatasetUnavailableError(
+                    f"task {self.spec.name!r}: the download holds {staged} of the {expected} samples (interrupted,"
+                    f" or a download step failed); nothing was moved to {root}. Run `evalsuite prepare"
+                    f" {self.spec.name}` again.")
             (stage / "data").rename(root)
+
+    def staged_count(self, target: Path) -> Optional[int]:
+        """The number of samples a finished ``download_into`` left at ``target``, read before it is moved into
+        place (None: not checked here). A download whose shell steps fail silently must not become the data."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -245,6 +261,18 @@ def file_identities(files: Sequence[str], root: Optional[str], verify: bool = Fa
     return out
 
 
+def read_data_text(path: Path, what: str) -> str:
+    """A dataset's text file (a class index, a split list, a metadata file) as UTF-8; a file that cannot be read
+    or decoded is a DatasetUnavailableError naming it and what it should be, not a traceback."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetUnavailableError(f"{path}: not UTF-8 text (byte {exc.start}); it should be {what}") from None
+    except OSError as exc:
+        raise DatasetUnavailableError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); it should"
+                                      f" be {what}") from None
+
+
 def data_files_under(root: Path) -> tuple[str, ...]:
     """Every regular file below ``root`` (sorted), for sources whose items are not files (torchvision pickles)."""
     found = []
@@ -270,12 +298,33 @@ def locate(spec: TaskSpec, args: LocalArgs, data_root: Path, looks_right: Callab
         if path.is_dir():
             return path.resolve()  # absolute: the same data reached another way keeps its identity
     if data_root.is_dir() and looks_right(data_root):
+        if not _named_for(data_root.resolve(), [spec.name] + list(args.dirs)):
+            log.warning("task %s: reading --data-root %s itself as its data, by its contents alone (no %s there);"
+                        " datasets with the same classes look alike (ImageNet val, -Sketch and -V2 share the"
+                        " wnids): if it is another dataset's folder, this number is that dataset's. Name the"
+                        " folder for the task, or put it at %s", spec.name, data_root,
+                        " or ".join(str(c.relative_to(data_root)) for c in candidates), candidates[0])
         return data_root.resolve()
     how = f" {args.instructions}" if args.instructions else ""
-    raise DatasetUnavailableError(
+    raise DataNotFoundError(
         f"task {spec.name!r}: data not found; looked in {', '.join(str(c) for c in candidates)} and {data_root}."
         f" Point --data-root at the folder that holds it (see README, 'Data layout').{how}"
     )
+
+
+def _named_for(folder: Path, names: list[str]) -> bool:
+    """``folder`` is named after one of ``names`` (a task name, a ``dirs`` entry such as ``imagenet/val``):
+    compared without case and punctuation, the folder's name (with its parent's for a two-part entry) contains
+    it, as ``cifar10-test`` does ``cifar10``."""
+    def plain(text: str) -> str:
+        return re.sub(r"[^0-9a-z]", "", text.lower())
+
+    for name in names:
+        parts = Path(name).parts
+        tail = "".join(folder.parts[-len(parts):]) if len(parts) <= len(folder.parts) else ""
+        if plain("".join(parts)) and plain("".join(parts)) in plain(tail):
+            return True
+    return False
 
 
 @contextlib.contextmanager

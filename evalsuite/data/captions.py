@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DatasetUnavailableError
+from ..errors import DataNotFoundError, DatasetUnavailableError
 from .base import (
     DataSource,
     DownloadingSource,
@@ -25,6 +25,7 @@ from .base import (
     identity_digest,
     load_image_file,
     locate,
+    read_data_text,
 )
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def find_folder(spec, args: LocalArgs, data_root: Path, file: str) -> Path:
         if (folder / file).is_file():
             return folder.resolve()
     how = f" {args.instructions}" if args.instructions else ""
-    raise DatasetUnavailableError(f"task {spec.name!r}: {file} not found in {', '.join(str(c) for c in candidates)}"
+    raise DataNotFoundError(f"task {spec.name!r}: {file} not found in {', '.join(str(c) for c in candidates)}"
                                   f" or {data_root}.{how}")
 
 
@@ -156,12 +157,18 @@ def read_karpathy(path: Path, image_root: Path, split: str) -> tuple[list[str], 
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetUnavailableError(f"{path}: not a Karpathy split file ({type(exc).__name__}: {exc})") from None
     paths, captions, names = [], [], []
-    for image in images:
-        if image.get("split") != split:
-            continue
-        relative = Path(image.get("filepath", "")) / image["filename"]
+    for number, image in enumerate(images):
+        try:
+            if image.get("split") != split:
+                continue
+            relative = Path(image.get("filepath", "")) / image["filename"]
+            texts = [s["raw"].strip() for s in image.get("sentences", [])]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DatasetUnavailableError(
+                f"{path}: images[{number}] is not a Karpathy entry ({type(exc).__name__}: {exc}); each needs"
+                " 'filename', 'split' and 'sentences' with a 'raw' text") from None
         paths.append(str(image_root / relative))
-        captions.append([s["raw"].strip() for s in image.get("sentences", [])])
+        captions.append(texts)
         names.append(str(relative))
     if not paths:
         raise DatasetUnavailableError(f"{path}: no image in split {split!r}")
@@ -212,16 +219,17 @@ def read_flickr_split(path: Path) -> list[tuple[str, list[str]]]:
     each other non-empty line is ``<image>.jpg,<caption>`` (split at the first ``.jpg,``: captions may hold
     commas); images in order of first appearance."""
     data: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8") as f:
-        f.readline()
-        for number, line in enumerate(f, start=2):
-            line = line.strip()
-            if not line:
-                continue
-            image, sep, caption = line.partition(".jpg,")
-            if not sep:
-                raise DatasetUnavailableError(f"{path}:{number}: expected '<image>.jpg,<caption>', got {line[:80]!r}")
-            data.setdefault(image + ".jpg", []).append(caption)
+    # lines as iterating the open file gives them (text mode: \r\n and \r read as \n), not str.splitlines,
+    # which also splits at characters a caption may hold (\x0c, \u2028)
+    lines = read_data_text(path, "CLIP_benchmark's Flickr split ('<image>.jpg,<caption>' lines)").split("\n")
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.strip()
+        if not line:
+            continue
+        image, sep, caption = line.partition(".jpg,")
+        if not sep:
+            raise DatasetUnavailableError(f"{path}:{number}: expected '<image>.jpg,<caption>', got {line[:80]!r}")
+        data.setdefault(image + ".jpg", []).append(caption)
     return list(data.items())
 
 
@@ -297,7 +305,7 @@ class HFCaptionsSource(DownloadingSource):
     def samples(self, ctx: SourceContext) -> CaptionedSamples:
         path = self.root(ctx.data_root) / CONVERTED
         if not path.is_file():
-            raise DatasetUnavailableError(f"task {self.spec.name!r}: {path} not found. Run `evalsuite prepare"
+            raise DataNotFoundError(f"task {self.spec.name!r}: {path} not found. Run `evalsuite prepare"
                                           f" {self.spec.name}` to download {self.args.repo} from the Hugging Face hub.")
         paths, captions, names = read_karpathy(path, path.parent, "test")
         return captioned(paths, captions, names, str(path), root=path.parent, data_files=(str(path),))

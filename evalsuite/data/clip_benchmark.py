@@ -13,9 +13,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Optional
 
-from ..errors import ConfigError, DatasetUnavailableError
+from ..errors import ConfigError, DataNotFoundError, DatasetUnavailableError
 from .base import DownloadingSource, LocalArgs, Samples, SourceContext, data_files_under, locate
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,22 @@ def working_directory(path: Path):
         yield
     finally:
         os.chdir(previous)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Everything written to standard output goes to standard error meanwhile: Python's prints and, through file
+    descriptor 1, the shell commands CLIP_benchmark runs (``tar xvf`` lists every file)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _labels_from_attributes(ds: Any) -> list[int] | None:
@@ -131,7 +147,7 @@ class ClipBenchmarkSource(DownloadingSource):
 
         what = f"task {self.spec.name!r}: CLIP_benchmark dataset {self.args.dataset!r} (split {self.args.split!r})"
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # it prints progress to stdout; ours is for results
+            with stdout_to_stderr():  # it prints progress, its shell steps their file lists; stdout is ours
                 return build_dataset(self.args.dataset, root=str(root), transform=None, split=self.args.split,
                                      download=download)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - asserts, sys.exit, network and file errors alike
@@ -144,9 +160,10 @@ class ClipBenchmarkSource(DownloadingSource):
         root = self.root(ctx.data_root)
         if not root.is_dir():
             looked = ", ".join(str(ctx.data_root / n) for n in self.folder_names())
-            raise DatasetUnavailableError(f"task {self.spec.name!r}: no CLIP_benchmark copy of {self.args.dataset!r}"
+            raise DataNotFoundError(f"task {self.spec.name!r}: no CLIP_benchmark copy of {self.args.dataset!r}"
                                           f" in {looked} or {ctx.data_root}. {self._advice()}")
         ds = self._build(root, download=False)
+        self._check_class_folders(ds, root, len(ctx.label_keys))
         labels = dataset_labels(ds, f"task {self.spec.name}")
         if labels and max(labels) >= len(ctx.label_keys):
             raise DatasetUnavailableError(
@@ -159,6 +176,25 @@ class ClipBenchmarkSource(DownloadingSource):
         # the items are indices into torchvision's reader: the files under root are what identifies the data
         return Samples(list(range(len(labels))), labels, ImageAt(ds), names, root=str(root),
                        data_files=data_files_under(root))
+
+    def _check_class_folders(self, ds: Any, root: Path, num_classes: int) -> None:
+        """torchvision's ImageFolder (EuroSAT, Country211, ImageNet-A/-R/-Sketch, FER2013 here) numbers the class
+        folders it finds in sorted order: with one missing, every later class takes its neighbour's label."""
+        from torchvision.datasets import DatasetFolder  # here: listing tasks must not import torch up front
+
+        if not isinstance(ds, DatasetFolder) or len(ds.class_to_idx) == num_classes:
+            return  # other readers take labels from annotation files, not from folder order
+        folders = ds.class_to_idx
+        raise DatasetUnavailableError(
+            f"task {self.spec.name!r}: CLIP_benchmark's {self.args.dataset!r} copy at {root} has {len(folders)} class"
+            f" folders, the task has {num_classes} classes: torchvision numbers the folders it finds, so every"
+            f" class after a missing one would be scored as its neighbour. Found: {', '.join(sorted(folders)[:8])}"
+            f"{' ...' if len(folders) > 8 else ''}. Complete the copy (an interrupted unpack?) or delete it and run"
+            f" `evalsuite prepare {self.spec.name}`.")
+
+    def staged_count(self, target: Path) -> Optional[int]:
+        """CLIP_benchmark's shell downloads (wget, tar, unzip) go on when a step fails: count what arrived."""
+        return len(self._build(target, download=False))
 
     def download_into(self, target: Path, ctx: SourceContext, stage: Path) -> None:
         with working_directory(stage):  # its shell downloads land in the scratch folder, not the user's cwd

@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetUnavailableError
+from ..errors import DataNotFoundError, DatasetUnavailableError
 from .base import DataSource, Samples, SourceContext, load_image_file
 
 
@@ -25,7 +25,7 @@ class FileListSource(DataSource):
             csv_path = ctx.data_root / csv_path
         if not csv_path.is_file():
             how = f" {self.args.instructions}" if self.args.instructions else ""
-            raise DatasetUnavailableError(f"task {self.spec.name!r}: file list {csv_path} not found.{how}")
+            raise DataNotFoundError(f"task {self.spec.name!r}: file list {csv_path} not found.{how}")
         return read_file_list(csv_path, ctx.label_keys, self.spec.name)
 
 

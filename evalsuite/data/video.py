@@ -32,7 +32,7 @@ from PIL import Image
 from ..atomic import atomic_path
 from ..errors import ConfigError, DatasetUnavailableError
 from ..resources import default_cache_dir
-from .base import DataSource, ItemReader, LocalArgs, Samples, SourceContext, locate
+from .base import DataSource, ItemReader, LocalArgs, Samples, SourceContext, locate, read_data_text
 from .file_list import read_file_list
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,8 @@ class VideoFolderSource(DataSource):
         path = self._list_path(root, self.args.class_index_file)
         if path is None:
             return  # optional: the class folders still map by name
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = read_data_text(path, "UCF-101's class index (lines '<number> <class>')")
+        for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             number, _, name = line.strip().partition(" ")
@@ -362,7 +363,8 @@ class VideoFolderSource(DataSource):
                     f"task {self.spec.name!r}: list file {name} not found in {root} or {root / 'ucfTrainTestlist'}"
                     f" (needs all of {', '.join(self.args.list_files)}). {self.args.instructions}")
             files.append(str(list_path))
-            for lineno, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+            text = read_data_text(list_path, "a split list (one '<class>/<clip>' path per line)")
+            for lineno, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
                     continue
                 relative = line.split()[0]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ConfigError, DatasetUnavailableError
-from .base import DataSource, ItemReader, Samples, SourceContext
+from ..errors import ConfigError, DataNotFoundError, DatasetUnavailableError
+from .base import DataSource, ItemReader, Samples, SourceContext, read_data_text
 from .captions import CaptionedSamples
 
 log = logging.getLogger(__name__)
@@ -368,7 +368,7 @@ class WebdatasetCaptionsSource(DataSource):
     def samples(self, ctx: SourceContext) -> Samples:
         found, looked = self.locate(ctx.data_root)
         if found is None:
-            raise DatasetUnavailableError(self.missing_message(looked))
+            raise DataNotFoundError(self.missing_message(looked))
         if not found.shards:
             raise DatasetUnavailableError(f"task {self.spec.name!r}: {found.root} holds no .tar shard")
         self.check_metadata(found, ctx)
@@ -387,7 +387,8 @@ class WebdatasetCaptionsSource(DataSource):
 
     def check_metadata(self, found: ShardSet, ctx: SourceContext) -> None:
         type_file = found.root / "dataset_type.txt"  # written by CLIP_benchmark's converter for retrieval sets
-        kind = type_file.read_text(encoding="utf-8").strip().lower() if type_file.is_file() else ""
+        kind = read_data_text(type_file, "CLIP_benchmark's dataset type").strip().lower() if type_file.is_file() \
+            else ""
         if kind and kind != self.dataset_type:
             raise DatasetUnavailableError(f"task {self.spec.name!r}: {found.root} holds a {kind[:40]!r} dataset"
                                           f" (dataset_type.txt); source kind {self.kind!r} reads {self.dataset_type}")
