@@ -428,6 +428,21 @@ def _refusal(rows: list[dict], ref: ReferenceRow, allow_count_mismatch: bool = F
     return (f"{len(why)} of {len(rows)} members refused: {', '.join(why)} ({first}: {why[first]})")
 
 
+def _other_expected_counts(rows: list[dict], catalog: Catalog) -> Optional[str]:
+    """A result whose expected counts are not its task file's: written under another definition of the task, or
+    edited (its count_status would then say nothing about the protocol's sample set)."""
+    for row in rows:
+        spec = catalog.tasks.get(row["task"])
+        if spec is None:
+            continue
+        stated = (row["expected_num_samples"], row["expected_num_texts"])
+        if stated != (spec.expected_num_samples, spec.expected_num_texts):
+            return (f"{row['task']}: the result expects {stated[0]} samples ({stated[1]} captions), its task file"
+                    f" {spec.expected_num_samples} ({spec.expected_num_texts}): another task definition or an"
+                    " edited file; re-run the task")
+    return None
+
+
 def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, tolerance: Optional[float] = None,
               model: Optional[str] = None, allow_count_mismatch: bool = False,
               require_all: bool = False) -> CheckReport:
@@ -458,7 +473,7 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
             report.not_reproducible += 1
             report.lines.append(f"SKIPPED {label}: not reproducible by evalsuite: {ref.not_reproducible}")
             continue
-        why = _refusal(rows, ref, allow_count_mismatch) or (
+        why = _refusal(rows, ref, allow_count_mismatch) or _other_expected_counts(rows, catalog) or (
             f"its members were made under different configurations ({mix})" if mix else None)
         if why:
             report.refused += 1

@@ -253,7 +253,36 @@ def read_task_csv(path: Path) -> list[dict]:
     primaries = sum(r["is_primary"] for r in rows)
     if primaries != 1:
         raise ResultFileError(f"{path}: {primaries} primary-metric rows (expected exactly 1)")
+    _check_consistent(path, rows)
     return rows
+
+
+# written once per result (task_rows' common part), so every row of a file must agree on them
+PER_RESULT_COLUMNS = ("model", "model_fingerprint", "adapter", "weights", "task_version", "task_fingerprint",
+                      "transform", "protocol", "num_samples", "num_texts", "num_failed", "expected_num_samples",
+                      "expected_num_texts", "count_status", "partial")
+
+
+def _check_consistent(path: Path, rows: list[dict]) -> None:
+    """What the counts say must be what the file claims: rows of one result, at least one sample scored, the
+    count_status its counts give, intervals the right way round. An edited count or status would otherwise pass
+    ``check`` and leave no mark in tables and leaderboards."""
+    first = rows[0]
+    for line, row in enumerate(rows, start=2):
+        other = next((c for c in PER_RESULT_COLUMNS if row[c] != first[c]), None)
+        if other is not None:
+            raise ResultFileError(f"{path}:{line}: column {other!r} is {row[other]!r}, line 2 says {first[other]!r}"
+                                  " (the rows of one result agree on it: edited or mixed files; re-run the task)")
+        if row["ci_low"] is not None and row["ci_high"] is not None and row["ci_low"] > row["ci_high"]:
+            raise ResultFileError(f"{path}:{line}: ci_low {row['ci_low']} is above ci_high {row['ci_high']}")
+    if first["num_samples"] < 1:
+        raise ResultFileError(f"{path}:2: column 'num_samples' is 0: no metric is computed over no sample")
+    derived = count_status(first["num_samples"], first["expected_num_samples"], first["partial"],
+                           first["num_texts"], first["expected_num_texts"])
+    if first["count_status"] != derived:
+        raise ResultFileError(f"{path}:2: column 'count_status' is {first['count_status']!r}, but its counts"
+                              f" ({count_message(first)}, partial {str(first['partial']).lower()}) give"
+                              f" {derived!r} (edited; re-run the task)")
 
 
 def is_done(path: Path, model_fingerprint: str, task_fingerprint: str) -> bool:

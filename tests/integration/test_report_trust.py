@@ -292,3 +292,37 @@ def test_real_imagenet_sample_is_refused_by_check_naming_the_counts(tiny_model_d
     assert "precision fp32" in line and "decoder" not in line  # a CPU run's protocol; pil is the default decoder
     assert main(["aggregate", str(out)]) == 0
     assert "† local-dir" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"num_samples": 300}, "column 'count_status' is 'ok', but its counts"),
+    ({"num_samples": 0}, "column 'num_samples' is 0"),
+    ({"ci_low": 0.9, "ci_high": 0.8}, "ci_low 0.9 is above ci_high 0.8"),
+])
+def test_a_hand_edited_count_or_interval_stops_every_report(tmp_path, capsys, edit, message):
+    """A task CSV whose num_samples was cut to 300 of 1880 but kept count_status ok passed check with no mark."""
+    run = write_synthetic_run(tmp_path / MODEL, MODEL)
+    path = run / "dtd.csv"
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        row.update({k: str(v) for k, v in edit.items()})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for argv in (["check", str(run), "--reference", REPORT], ["aggregate", str(run)],
+                 ["export", "--runs", str(run), "--out", str(tmp_path / "lb.csv")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{path}:2" in err and message in err
+
+
+def test_check_refuses_a_result_made_under_other_expected_counts(tmp_path, capsys):
+    run = write_synthetic_run(tmp_path / MODEL, MODEL, counts={"dtd": 1000})
+    path = run / "dtd.csv"
+    text = path.read_text().replace(",1000,,0,1880,,fewer,", ",1000,,0,1000,,ok,")  # expected count edited to fit
+    assert text != path.read_text()
+    path.write_text(text)
+    assert check(run) == 2
+    out = capsys.readouterr().out
+    assert "REFUSED EVA-CLIP-18B dtd acc1: dtd: the result expects 1000 samples" in out and "its task file 1880" in out
