@@ -56,8 +56,10 @@ def read_config_file(path: Path) -> dict:
 
 
 def _from_file(data: dict, path: Path, actions: dict[str, argparse.Action]) -> dict:
-    """File values as the parser would have made them: keys by the flags' names (dashes or underscores)."""
-    fields = {f.name for f in dataclasses.fields(RunConfig)} | set(EXTRA_KEYS)
+    """File values as the parser would have made them: keys by the flags' names (dashes or underscores), each
+    value of the kind its flag takes (a switch true or false, one value or, where the flag repeats, a list)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    fields = set(defaults) | set(EXTRA_KEYS)
     out = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
@@ -66,23 +68,41 @@ def _from_file(data: dict, path: Path, actions: dict[str, argparse.Action]) -> d
             raise ConfigError(f"--config {path}: unknown option {key!r}.{did_you_mean(name, sorted(fields))}")
         action = actions.get(DEST_OF_FIELD.get(name, name))
         try:
-            out[name] = _coerce(value, action)
+            out[name] = _coerce(value, action, nullable=defaults.get(name, dataclasses.MISSING) is None)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
             raise ConfigError(f"--config {path}: option {key!r}: {exc}") from None
     return out
 
 
-def _coerce(value, action):
-    if value is None or action is None or action.type is None:
-        if action is not None and action.choices and value is not None and value not in action.choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+def _coerce(value, action: argparse.Action | None, nullable: bool = False):
+    """One file value checked and converted by its flag's own rules. ``action`` None: ``models`` (a name or a
+    list of names). ``nullable``: null is the option's default (a replayed run.json records it so)."""
+    if value is None:
+        if nullable or (action is not None and action.default is None):
+            return None
+        raise ValueError("null is no value here (leave the key out for the default)")
+    if action is not None and action.nargs == 0:  # a switch: --resume / --no-resume, --cache-pixels, ...
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not true or false")
         return value
-    if isinstance(value, list):  # tasks: [a, b]; include_paths: [...]
-        return [v for item in value for v in _listify(action.type(str(item)))]
-    converted = action.type(str(value))
-    if action.choices and converted not in action.choices:
-        raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
-    return converted
+    repeats = action is None or isinstance(action, argparse._AppendAction)
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, (dict, list)) or (isinstance(item, bool) and action is not None and action.type is None):
+            raise ValueError(f"{item!r} is not a {'name or path' if action is None or action.type is None else 'value'}"
+                             " (text or a number)")
+        if (action is None or action.type is None) and not isinstance(item, str):
+            raise ValueError(f"{item!r} is not text (quote it)")
+    converted = [action.type(str(item)) if action is not None and action.type else item for item in items]
+    many = repeats or all(isinstance(c, list) for c in converted)  # --tasks takes a comma list
+    if isinstance(value, list) and not many:
+        raise ValueError(f"{value!r}: one value, not a list")
+    flat = [v for c in converted for v in _listify(c)] if many else converted
+    if action is not None and action.choices:
+        wrong = [v for v in flat if v not in action.choices]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not one of {', '.join(map(str, action.choices))}")
+    return flat if many else flat[0]
 
 
 def _listify(value) -> list:
@@ -97,8 +117,12 @@ def models_of(values: dict, models_file) -> list[str]:
         path = Path(models_file)
         if not path.is_file():
             raise UserInputError(f"--models-file {path}: no such file")
-        models += [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()
-                   if line.split("#")[0].strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserInputError(f"--models-file {path}: not UTF-8 text (byte {exc.start}); one model per"
+                                 " line") from None
+        models += [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
     return list(dict.fromkeys(models))
 
 

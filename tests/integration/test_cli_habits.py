@@ -40,6 +40,18 @@ def test_config_file_with_flags_overriding_it(tmp_path):
     ("model: demo-clip\ntasks: [demo]\nbatchsize: 64\n", "unknown option 'batchsize'"),
     ("model: demo-clip\ntasks: [demo]\nbatch_size: 1000000\n", "expected a whole number from 1 to 65536"),
     ("model: demo-clip\ntasks: [demo]\ndecoder: jpeg\n", "not one of pil, tensor, cuda"),
+    # values of the wrong kind (the config audit): each was a traceback or a silently other setting
+    ("model: 5\ntasks: [demo]\n", "option 'model': 5 is not text"),
+    ("model: {a: 1}\ntasks: [demo]\n", "option 'model': {'a': 1} is not a name or path"),
+    ("model: [demo-clip, [x]]\ntasks: [demo]\n", "option 'model': ['x'] is not a name or path"),
+    ("model: demo-clip\ntasks: [demo]\ndevice: 0\n", "option 'device': 0 is not text"),
+    ("model: demo-clip\ntasks: [demo]\noutput_dir: [a, b]\n", "option 'output_dir': ['a', 'b']: one value"),
+    ("model: demo-clip\ntasks: [demo]\nbatch_size: null\n", "option 'batch_size': null is no value here"),
+    ("model: demo-clip\ntasks: [demo]\nbatch_size: [1, 2]\n", "option 'batch_size': [1, 2]: one value"),
+    ("model: demo-clip\ntasks: [demo]\nresume: 'no'\n", "option 'resume': 'no' is not true or false"),
+    ("model: demo-clip\ntasks: [demo]\ncache_features: 'false'\n", "'false' is not true or false"),
+    ("model: demo-clip\ntasks: [demo]\ndata_root: {a: 1}\n", "option 'data_root': {'a': 1} is not a value"),
+    ("model: demo-clip\ntasks: [demo]\npretrained: 5\n", "option 'pretrained': 5 is not text"),
 ])
 def test_bad_config_values_are_named(tmp_path, capsys, content, message):
     cfg = tmp_path / "run.yaml"
@@ -47,6 +59,21 @@ def test_bad_config_values_are_named(tmp_path, capsys, content, message):
     assert main(["run", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_config_values_of_the_flags_kinds_are_taken(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("models: demo-clip\ntasks: demo\ninclude_path: /x\nresume: false\nprecision: null\n")
+    (config,) = configs_for(["run", "--config", str(cfg)])  # one model, not one per letter of its name
+    assert config.model == "demo-clip" and config.tasks == ["demo"] and config.resume is False
+    assert [str(p) for p in config.include_paths] == ["/x"] and config.precision is None
+
+
+def test_a_models_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "models.txt"
+    path.write_bytes(b"demo-clip\n\xe9\n")
+    assert main(["run", "--models-file", str(path), "--tasks", "demo"]) == 2
+    assert f"--models-file {path}: not UTF-8 text" in capsys.readouterr().err
 
 
 def test_run_json_replays_the_run(tiny_model_dir, fruit, tmp_path, capsys):
