@@ -41,6 +41,34 @@ def _int_in(minimum: int, maximum: int):
 _batch_size, _workers, _limit, _bootstrap = _int_in(1, 65_536), _int_in(0, 256), _int_in(1, 2**31), _int_in(0, 100_000)
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _plot_path(text: str) -> Path:
+    """A --plot file: matplotlib writes by the suffix, so the suffix must be one it writes."""
+    path = Path(text)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r}: a plot file ends in {', '.join(PLOT_SUFFIXES)}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name ending in .png")
+    return path
+
+
+def _refuse_writing_into_runs(runs, **outputs) -> None:
+    """An output inside a results folder the command reads could replace a task CSV (the result is lost, no
+    history/ copy) or be read back as one of the run's files: refused before anything is written."""
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        for run in runs:
+            folder = run.folder.resolve()
+            if target == folder or folder in target.parents:
+                raise UserInputError(f"{flag.replace('_', '-')} {path} is inside {run.folder}, a results folder this"
+                                     " command reads: a file there could replace or pass for one of the run's"
+                                     " files; write it elsewhere (e.g. beside the model folders)")
+
+
 def _tolerance(text: str) -> float:
     """check --tolerance: finite percentage points >= 0 (inf would let any regression pass)."""
     import math
@@ -188,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--reference-file", type=Path,
                      help="another reference table CSV (default: every table in results/reference/)")
     agg.add_argument("--out", type=Path, help="also write the table to this file")
-    agg.add_argument("--plot", type=Path,
+    agg.add_argument("--plot", type=_plot_path,
                      help="PNG: with --reference, each run minus the reference per task (pp) with the tolerance band"
                           " and bootstrap intervals; without, the runs side by side")
     agg.add_argument("--include-path", type=Path, action="append", default=[])
@@ -218,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                           " metadata (YAML)")
     exp.add_argument("--out", type=Path, default=None,
                      help="output file (default by format: " + ", ".join(map(str, EXPORT_OUT.values())) + ")")
-    exp.add_argument("--plot", type=Path,
+    exp.add_argument("--plot", type=_plot_path,
                      help="PNG of the 27-dataset average against parameter count beside the papers' points (a run"
                           " lacking some of the 27 is drawn as the mean of those it has, labelled partial: N of 27)")
     exp.add_argument("--include-path", type=Path, action="append", default=[])
@@ -407,6 +435,7 @@ def cmd_aggregate(args) -> int:
 
     catalog = Catalog.load(args.include_path)
     runs = load_runs(args.run_dir, set(catalog.tasks))
+    _refuse_writing_into_runs(runs, __out=args.out, __plot=args.plot)
     for run in runs:
         rebuild_tables(run, catalog)
     refs = _references(args)
@@ -462,6 +491,7 @@ def cmd_export(args) -> int:
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
     args.out = args.out or EXPORT_OUT[args.format]
+    _refuse_writing_into_runs(runs, __out=args.out, __plot=args.plot)
     if args.format == "csv":
         display, long_format = leaderboard(runs, catalog, params)
         atomic_write_text(args.out, display)
@@ -490,6 +520,7 @@ def cmd_report(args) -> int:
 
     catalog = Catalog.load(args.include_path)
     runs = [run for folder in args.run_dirs for run in load_runs(folder, set(catalog.tasks))]
+    _refuse_writing_into_runs(runs, __out=args.out)
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
     site = build_site(runs, catalog, args.out, _references(args), params, load_reference(args.reference_file))
@@ -512,6 +543,7 @@ def cmd_compare(args) -> int:
             raise UserInputError(f"compare: RUN_{side} {folder} holds {len(found)} model folders"
                                  f" ({', '.join(r.folder.name for r in found)}); give one results/<model>/ folder")
         runs += found
+    _refuse_writing_into_runs(runs, __out=args.out)
     suites = {s: catalog.suite_members(s) for s in catalog.suites if s != "all"}
     member_metrics = {s: spec.member_metrics for s, spec in catalog.suites.items() if spec.member_metrics}
     comparison = compare_runs(runs[0], runs[1], suites, BootstrapConfig(args.iterations, args.seed), args.tasks,

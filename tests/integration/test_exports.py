@@ -224,3 +224,27 @@ def test_the_leaderboard_says_how_each_number_was_made(tmp_path):
     suite = next(r for r in csv.DictReader((tmp_path / "lb_long.csv").open())
                  if r["column"] == "suite:eva_cls27" and r["run"] == str(bf16))
     assert suite["model_fingerprint"] == "b" * 16 and "precision=bf16" in suite["protocol"]
+
+
+@pytest.mark.parametrize("command", ["export", "aggregate", "report", "compare"])
+def test_an_output_inside_a_results_folder_it_reads_is_refused(eva_run, tmp_path, capsys, command):
+    """`export --out RUN/dtd.csv` replaced the task CSV by the leaderboard: the result was lost, no history/ copy."""
+    target = eva_run / "dtd.csv"
+    before = target.read_text()
+    argv = {"export": ["export", "--runs", str(eva_run.parent), "--out", str(target)],
+            "aggregate": ["aggregate", str(eva_run), "--out", str(target)],
+            "report": ["report", str(eva_run), "--out", str(eva_run / "site")],
+            "compare": ["compare", str(eva_run), str(eva_run), "--out", str(target)]}[command]
+    assert main(argv) == 2
+    assert "a results folder this command reads" in capsys.readouterr().err
+    assert target.read_text() == before and not (eva_run / "site").exists()
+
+
+@pytest.mark.parametrize("name", ["table.txt", "plots"])
+def test_a_plot_path_matplotlib_cannot_write_is_a_flag_error(eva_run, tmp_path, capsys, name):
+    (tmp_path / "plots").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--runs", str(eva_run.parent), "--out", str(tmp_path / "lb.csv"), "--plot",
+              str(tmp_path / name)])
+    assert exit_.value.code == 2 and "--plot" in capsys.readouterr().err
+    assert not (tmp_path / "lb.csv").exists() and not (tmp_path / "plots.png").exists()
