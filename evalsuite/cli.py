@@ -421,12 +421,22 @@ def cmd_prepare(args) -> int:
     return run_prepare(specs, args.data_root or default_data_root(), args.include_path, dry_run=args.dry_run)
 
 
-def _references(args):
+def _references(args, catalog):
+    """The rows of ``--reference``, or None; a row naming a suite no suite file defines is an error here, not a
+    KeyError in the middle of a comparison."""
     from .reference import load_reference, select_report
+    from .registry import did_you_mean
 
     if not args.reference:
         return None
-    return select_report(load_reference(args.reference_file), args.reference)
+    rows = select_report(load_reference(args.reference_file), args.reference)
+    for row in rows:
+        if row.is_suite and row.task[6:] not in catalog.suites:
+            where = args.reference_file or "results/reference/"
+            raise UserInputError(f"{where}: report {row.report!r} row {row.model} {row.task} names suite"
+                                 f" {row.task[6:]!r}, which no suite file defines."
+                                 f"{did_you_mean(row.task[6:], sorted(catalog.suites))}")
+    return rows
 
 
 def cmd_aggregate(args) -> int:
@@ -438,7 +448,7 @@ def cmd_aggregate(args) -> int:
     _refuse_writing_into_runs(runs, __out=args.out, __plot=args.plot)
     for run in runs:
         rebuild_tables(run, catalog)
-    refs = _references(args)
+    refs = _references(args, catalog)
     text = paper_table(runs, catalog, refs, args.format)
     print(text, end="")
     if args.out:
@@ -461,7 +471,7 @@ def cmd_check(args) -> int:
     from .report import check_run, load_runs
 
     catalog = Catalog.load(args.include_path)
-    refs = _references(args)
+    refs = _references(args, catalog)
     runs = load_runs(args.run_dir, set(catalog.tasks))
     reports = []
     for run in runs:
@@ -523,7 +533,8 @@ def cmd_report(args) -> int:
     _refuse_writing_into_runs(runs, __out=args.out)
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
-    site = build_site(runs, catalog, args.out, _references(args), params, load_reference(args.reference_file))
+    site = build_site(runs, catalog, args.out, _references(args, catalog), params,
+                      load_reference(args.reference_file))
     print(f"{len(runs)} run(s) -> {site.index} ({len(site.pages)} model page(s), {len(site.images)} plot(s))")
     return 0
 

@@ -232,20 +232,29 @@ def _load_table(path: Path) -> list[ReferenceRow]:
     if not path.is_file():
         raise UserInputError(f"reference file {path} not found")
     columns = [f.name for f in fields(ReferenceRow)]
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserInputError(f"{path}: not a reference table: missing columns {', '.join(missing)} (columns:"
-                                 f" {', '.join(columns)}; see evalsuite/reference.py)")
-        rows = []
-        for line, raw in enumerate(reader, start=2):
-            if None in raw or any(raw[c] is None for c in columns):
-                raise UserInputError(f"{path}:{line}: wrong number of fields")
-            try:
-                rows.append(_parse_reference_row({c: raw[c] for c in columns}))
-            except ValueError as exc:
-                raise UserInputError(f"{path}:{line}: {exc}") from None
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header, raws = reader.fieldnames or [], list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserInputError(f"{path}: cannot be read as a reference table ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise UserInputError(f"{path}: not a reference table: missing columns {', '.join(missing)} (columns:"
+                             f" {', '.join(columns)}; see evalsuite/reference.py)")
+    rows, first_line = [], {}
+    for line, raw in enumerate(raws, start=2):
+        if None in raw or any(raw[c] is None for c in columns):
+            raise UserInputError(f"{path}:{line}: wrong number of fields")
+        try:
+            row = _parse_reference_row({c: raw[c] for c in columns})
+        except ValueError as exc:
+            raise UserInputError(f"{path}:{line}: {exc}") from None
+        key = (row.model, row.report, row.task, row.metric)
+        if key in first_line:  # two numbers for one cell: check would pass one and breach the other
+            raise UserInputError(f"{path}:{line}: {' '.join(key)} is also on line {first_line[key]}; keep one")
+        first_line[key] = line
+        rows.append(row)
     return rows
 
 

@@ -216,3 +216,23 @@ def test_ci_template_runs_run_check_and_uploads():
     assert "evalsuite run --model" in script and "--tasks all" in script and "evalsuite check" in script
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in steps)
     assert "self-hosted" in workflow["jobs"]["evaluate"]["runs-on"]
+
+
+HEADER = "model,report,task,metric,value,tolerance_pp,transform,frame_rule,decoder,precision,not_reproducible,citation\n"
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"EVA-CLIP-18B,mine,suite:eva_clss27,mean_primary,80,0.3,best-of-both,,pil,amp_fp16,,x\n",
+     "names suite 'eva_clss27', which no suite file defines"),
+    (b"EVA-CLIP-18B,mine,dtd,acc1,72.1,0.5,best-of-both,,pil,amp_fp16,,caf\xe9\n", "cannot be read as a reference"),
+    (b"EVA-CLIP-18B,mine,dtd,acc1,72.1,0.5,best-of-both,,pil,amp_fp16,,x\n"
+     b"EVA-CLIP-18B,mine,dtd,acc1,50.0,0.5,best-of-both,,pil,amp_fp16,,x\n", ":3: EVA-CLIP-18B mine dtd acc1 is also"),
+])
+def test_a_bad_reference_table_is_one_line_naming_it(tmp_path, capsys, body, message):
+    run = write_synthetic_run(tmp_path / "EVA-CLIP-18B", "EVA-CLIP-18B")
+    table = tmp_path / "ref.csv"
+    table.write_bytes(HEADER.encode() + body)
+    for argv in (["check", str(run)], ["aggregate", str(run)]):
+        assert main([*argv, "--reference", "mine", "--reference-file", str(table)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
