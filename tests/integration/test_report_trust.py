@@ -326,3 +326,22 @@ def test_check_refuses_a_result_made_under_other_expected_counts(tmp_path, capsy
     assert check(run) == 2
     out = capsys.readouterr().out
     assert "REFUSED EVA-CLIP-18B dtd acc1: dtd: the result expects 1000 samples" in out and "its task file 1880" in out
+
+
+def test_aggregate_of_read_only_results_still_prints_the_table(tmp_path, monkeypatch, capsys):
+    """A shared, read-only results archive: aggregate stopped at 'summary.csv: cannot write' (check, export and
+    report worked)."""
+    import evalsuite.results as results
+
+    run = write_synthetic_run(tmp_path / MODEL, MODEL)
+    real = results.atomic_write_bytes
+
+    def read_only(path, data):
+        if run in path.parents:
+            raise PermissionError(13, "Permission denied")
+        return real(path, data)
+
+    monkeypatch.setattr(results, "atomic_write_bytes", read_only)
+    assert main(["aggregate", str(run), "--out", str(tmp_path / "table.md")]) == 0
+    assert "summary.csv and suites.csv not rebuilt there" in capsys.readouterr().err
+    assert "| EVA-CLIP-18B |" in (tmp_path / "table.md").read_text() and not (run / "summary.csv").exists()
