@@ -262,6 +262,11 @@ def load_task_spec(path: Path) -> TaskSpec:
         raise ConfigError(f"{path}:{data.line_of('source')}: source must name at least one data source")
     if spec.version < 1:
         raise ConfigError(f"{path}:{data.line_of('version')}: version must be a positive integer")
+    for key in ("expected_num_samples", "expected_num_texts"):
+        value = getattr(spec, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{path}:{data.line_of(key)}: {key} must be a positive whole number (leave it out"
+                              f" when the count is not known), got {value}")
     if spec.primary_metric not in spec.metrics:
         raise ConfigError(
             f"{path}:{data.line_of('primary_metric')}: primary_metric {spec.primary_metric!r}"

@@ -40,7 +40,14 @@ def check_include_path(path: Path) -> Path:
 
 
 def search_roots(include_paths: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
-    return [check_include_path(p) for p in include_paths] + [builtin_root()]
+    """The include paths, then the built-in root; a folder given twice (or the checkout itself) counts once, in
+    its last place, so its files are not 'defined twice' and the built-in ones stay built-in."""
+    return _once([check_include_path(p) for p in include_paths] + [builtin_root()])
+
+
+def _once(folders: list[Path]) -> list[Path]:
+    last = {folder.resolve(): i for i, folder in enumerate(folders)}
+    return [folder for i, folder in enumerate(folders) if last[folder.resolve()] == i]
 
 
 def task_dirs(include_paths=()) -> list[Path]:
@@ -53,7 +60,7 @@ def prompt_dirs(include_paths=()) -> list[Path]:
 
 def card_dirs(include_paths=()) -> list[Path]:
     user = [check_include_path(p) / "cards" for p in include_paths]
-    return [d for d in user if d.is_dir()] + [PACKAGE_DIR / "models" / "cards"]
+    return _once([d for d in user if d.is_dir()] + [PACKAGE_DIR / "models" / "cards"])
 
 
 def default_cache_dir() -> Path:

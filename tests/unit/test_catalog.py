@@ -59,3 +59,19 @@ def test_duplicate_task_names_raise(root):
     (root / "tasks" / "sub" / "beta.yaml").write_text(TASK.format(name="beta", tags="x"))
     with pytest.raises(ConfigError, match="'beta' is defined twice"):
         Catalog.load([root])
+
+
+def test_an_include_path_given_twice_or_the_checkout_itself_counts_once(root):
+    """Both were 'task ... is defined twice; rename one of them': the same file, and the wrong fix."""
+    from evalsuite.resources import builtin_root
+
+    catalog = Catalog.load([root, Path(str(root) + "/"), root / "tasks" / ".."])
+    assert "beta" in catalog.tasks
+    assert set(Catalog.load([builtin_root()]).tasks) == set(Catalog.load().tasks)
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_an_impossible_expected_count_is_a_config_error(root, value):
+    (root / "tasks" / "beta.yaml").write_text(TASK.format(name="beta", tags="x") + f"expected_num_samples: {value}\n")
+    with pytest.raises(ConfigError, match=r"beta.yaml:\d+: expected_num_samples must be a positive whole number"):
+        Catalog.load([root])
