@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def read_file_list(csv_path: Path, label_keys: list[str], task: str) -> Samples:
     key_to_index = {k: i for i, k in enumerate(label_keys)}
     csv_path = csv_path.resolve()  # absolute items: the same listing read from another working directory
     items, labels = [], []
+    line_of: dict[str, int] = {}  # item -> the line that listed it first
     lineno = 0
     try:
         with csv_path.open(newline="", encoding="utf-8") as f:
@@ -57,7 +59,13 @@ def read_file_list(csv_path: Path, label_keys: list[str], task: str) -> Samples:
                         f" nor an index below {len(label_keys)}"
                     )
                 p = Path(path)
-                items.append(str(p if p.is_absolute() else csv_path.parent / p))
+                item = str(p if p.is_absolute() else csv_path.parent / p)
+                key = os.path.normpath(item)
+                if key in line_of:  # counted twice, or under two labels: never one sample
+                    raise DatasetUnavailableError(f"{csv_path}:{lineno}: the path of line {line_of[key]} again;"
+                                                  " list each image once")
+                line_of[key] = lineno
+                items.append(item)
                 labels.append(index)
     except UnicodeDecodeError:
         raise DatasetUnavailableError(f"{csv_path}: not UTF-8 text (after line {lineno}); a file list is a"

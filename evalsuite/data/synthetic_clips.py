@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..demo.shapes import CANVAS, COLOURS, SHAPES, draw
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetUnavailableError
 from ..resources import default_cache_dir
 from .base import DataSource, Samples, SourceContext
 from .video import FRAME_RULES, CachedFrameLoader, frame_index
@@ -76,7 +76,12 @@ class SyntheticClipsSource(DataSource):
 
     def samples(self, ctx: SourceContext) -> Samples:
         folder = self._folder(ctx.label_keys)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the demo writes its clips into the cache: the place is the user's to fix
+            raise DatasetUnavailableError(
+                f"task {self.spec.name!r}: the demo clips are generated into {folder}, which cannot be created"
+                f" ({exc.strerror or exc}); set EVALSUITE_CACHE_DIR to a writable folder") from None
         paths, labels = [], []
         for label, key in enumerate(ctx.label_keys):
             words = key.split()

@@ -179,3 +179,14 @@ def test_launcher_passes_the_documented_exit_code(tiny_model_dir, fruit, tmp_pat
     assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
     assert proc.stderr.count("evalsuite: error:") == 1  # rank 0 alone reports
     assert proc.stdout.count("task ") == 1  # one table
+
+
+def test_an_unusable_cache_dir_for_the_demo_clips_is_named(tmp_path, monkeypatch, capsys):
+    """The demo clips are generated into the cache: an unusable EVALSUITE_CACHE_DIR said only 'Not a directory'."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(blocker))
+    assert main(["run", "--model", "demo-clip", "--tasks", "demo_clips", "--output-dir", str(tmp_path / "out"),
+                 "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "EVALSUITE_CACHE_DIR" in err and str(blocker) in err and "Traceback" not in err

@@ -157,3 +157,14 @@ def test_shell_output_of_a_download_stays_off_standard_output(capfd):
     print("ours")
     out, err = capfd.readouterr()
     assert out == "ours\n" and "from-a-shell-step" in err and "from-python" in err
+
+
+def test_a_file_list_naming_an_image_twice_is_refused(tmp_path):
+    """cat/0000.jpg listed under cat, dog and ship was scored as three samples without a word."""
+    from evalsuite.data.file_list import read_file_list
+    from evalsuite.errors import DatasetUnavailableError
+
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\ncat/0000.jpg,cat\ndog/0000.jpg,dog\n./cat/0000.jpg,dog\n")
+    with pytest.raises(DatasetUnavailableError, match=r"list.csv:4: the path of line 2 again"):
+        read_file_list(listing, ["cat", "dog"], "t")
