@@ -120,6 +120,12 @@ def load_runs(path: Path, known_tasks=None) -> list[ModelRun]:
     runs, ignored = [], []
     for folder, task_csvs, strays in folders:
         ignored += strays
+        nested = [d for d in sorted(folder.iterdir()) if task_csvs and d.is_dir() and d.name != HISTORY_DIR
+                  and _task_csvs(d, known_tasks)[0]]
+        if nested:  # run --output-dir results/<model> puts the next run in results/<model>/<model>
+            log.warning("%s holds task results and, below it, folders that hold results too (%s): those are not"
+                        " read; give each folder on its own, or move them beside %s", folder,
+                        ", ".join(str(d) for d in nested), folder)
         run = ModelRun(folder)
         for csv_path in task_csvs:
             run.tasks[csv_path.stem] = read_task_csv(csv_path)  # ResultFileError (exit 2) for a damaged file

@@ -248,3 +248,16 @@ def test_a_plot_path_matplotlib_cannot_write_is_a_flag_error(eva_run, tmp_path, 
               str(tmp_path / name)])
     assert exit_.value.code == 2 and "--plot" in capsys.readouterr().err
     assert not (tmp_path / "lb.csv").exists() and not (tmp_path / "plots.png").exists()
+
+
+def test_results_nested_in_a_model_folder_are_named_not_passed_over(eva_run, capsys):
+    """run --output-dir results/<model> writes results/<model>/<model>/; aggregate on results/ read only the outer
+    results and said nothing of the inner ones."""
+    import shutil
+
+    inner = eva_run / "EVA-CLIP-8B"
+    inner.mkdir()
+    shutil.copy(eva_run / "dtd.csv", inner / "dtd.csv")
+    assert main(["aggregate", str(eva_run.parent)]) == 0
+    err = capsys.readouterr().err
+    assert f"{inner}" in err and "are not read" in err
