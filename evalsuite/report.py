@@ -277,7 +277,7 @@ def not_compared(run: ModelRun, col: Column, catalog: Catalog, ref: ReferenceRow
     """Why a column's value must not be shown against ``ref`` (what ``check`` would skip or refuse), or None."""
     if ref.not_reproducible:
         return f"not reproducible by evalsuite ({ref.not_reproducible})"
-    return _refusal(column_rows(run, col, catalog), ref)
+    return _refusal(column_rows(run, col, catalog), ref, catalog=catalog)
 
 
 def _footnotes(run: ModelRun, tasks: list[str]) -> list[str]:
@@ -386,8 +386,9 @@ PRECISION_ADVICE = {mode: f"rerun with --precision {mode}" for mode in ("fp32", 
 PRECISION_ADVICE["amp_fp16"] = "run on CUDA, where the EVA cards default to amp_fp16, or pass --precision amp_fp16"
 
 
-def _protocol_reasons(row: dict, ref: ReferenceRow) -> list[str]:
-    """Why ``row`` was not made under the protocol ``ref`` assumes (one short reason each, with the fix)."""
+def _protocol_reasons(row: dict, ref: ReferenceRow, catalog: Optional[Catalog] = None) -> list[str]:
+    """Why ``row`` was not made under the protocol ``ref`` assumes (one short reason each, with the fix; with the
+    ``catalog``, a transform its task type fixes is said to be no rerun's to change)."""
     protocol = parse_protocol(row["protocol"])
     missing = [k for k in PROTOCOL_KEYS + (("frame_rule",) if ref.frame_rule else ()) if k not in protocol]
     if missing:
@@ -398,8 +399,13 @@ def _protocol_reasons(row: dict, ref: ReferenceRow) -> list[str]:
         reasons.append("prompts from an --include-path file that shadows the built-in one, never the paper's"
                        " (rerun without that prompt file)")
     if protocol["transform"] != ref.transform:
-        reasons.append(f"transform {protocol['transform']}, the reference assumes {ref.transform}"
-                       f" (rerun with --transform {ref.transform})")
+        if catalog is not None and _fixed_resize(catalog, row["task"]) == protocol["transform"]:
+            reasons.append(f"transform {protocol['transform']}, the reference assumes {ref.transform}; the task's"
+                           f" type always resizes by {protocol['transform']} (--transform does not apply), so"
+                           " evalsuite cannot reproduce this number (mark the reference row not_reproducible)")
+        else:
+            reasons.append(f"transform {protocol['transform']}, the reference assumes {ref.transform}"
+                           f" (rerun with --transform {ref.transform})")
     if ref.decoder and protocol["decoder"] != ref.decoder:
         reasons.append(f"decoder {protocol['decoder']}, the reference assumes {ref.decoder}"
                        f" (rerun with --decoder {ref.decoder})")
@@ -412,20 +418,30 @@ def _protocol_reasons(row: dict, ref: ReferenceRow) -> list[str]:
     return reasons
 
 
-def _row_refusal(row: dict, ref: ReferenceRow, allow_count_mismatch: bool) -> Optional[str]:
+def _fixed_resize(catalog: Catalog, task: str) -> Optional[str]:
+    """The resize a task's type prescribes whatever --transform says (retrieval: squash), or None."""
+    from .tasks import TASK_TYPES
+
+    spec = catalog.tasks.get(task)
+    return None if spec is None else getattr(TASK_TYPES.get(spec.type), "fixed_resize", None)
+
+
+def _row_refusal(row: dict, ref: ReferenceRow, allow_count_mismatch: bool,
+                 catalog: Optional[Catalog] = None) -> Optional[str]:
     reasons = []
     if is_partial(row):
         reasons.append(f"partial result (--limit run: {count_message(row)}); the reference is on the full dataset")
     elif row["count_status"] in COUNT_MISMATCHES and not allow_count_mismatch:
         reasons.append(f"count {row['count_status']}: {count_message(row)}; the reference is on the protocol's"
                        " full set (--allow-count-mismatch compares anyway)")
-    reasons += _protocol_reasons(row, ref)
+    reasons += _protocol_reasons(row, ref, catalog)
     return "; ".join(reasons) or None
 
 
-def _refusal(rows: list[dict], ref: ReferenceRow, allow_count_mismatch: bool = False) -> Optional[str]:
+def _refusal(rows: list[dict], ref: ReferenceRow, allow_count_mismatch: bool = False,
+             catalog: Optional[Catalog] = None) -> Optional[str]:
     """Why ``rows`` (one task's, or a suite's members') cannot be compared with ``ref``, or None."""
-    why = {r["task"]: w for r in rows if (w := _row_refusal(r, ref, allow_count_mismatch))}
+    why = {r["task"]: w for r in rows if (w := _row_refusal(r, ref, allow_count_mismatch, catalog))}
     if not why:
         return None
     if not ref.is_suite:
@@ -479,7 +495,7 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
             report.not_reproducible += 1
             report.lines.append(f"SKIPPED {label}: not reproducible by evalsuite: {ref.not_reproducible}")
             continue
-        why = _refusal(rows, ref, allow_count_mismatch) or _other_expected_counts(rows, catalog) or (
+        why = _refusal(rows, ref, allow_count_mismatch, catalog) or _other_expected_counts(rows, catalog) or (
             f"its members were made under different configurations ({mix})" if mix else None)
         if why:
             report.refused += 1

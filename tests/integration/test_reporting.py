@@ -218,7 +218,8 @@ def test_ci_template_runs_run_check_and_uploads():
     assert "self-hosted" in workflow["jobs"]["evaluate"]["runs-on"]
 
 
-HEADER = "model,report,task,metric,value,tolerance_pp,transform,frame_rule,decoder,precision,not_reproducible,citation\n"
+HEADER = ("model,report,task,metric,value,tolerance_pp,transform,frame_rule,decoder,precision,not_reproducible,"
+          "citation\n")
 
 
 @pytest.mark.parametrize("body, message", [
@@ -236,3 +237,15 @@ def test_a_bad_reference_table_is_one_line_naming_it(tmp_path, capsys, body, mes
         assert main([*argv, "--reference", "mine", "--reference-file", str(table)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_check_does_not_advise_a_transform_the_task_type_ignores(tmp_path, capsys):
+    """Retrieval always squashes: 'rerun with --transform shortest' could never be followed."""
+    run = write_synthetic_run(tmp_path / "EVA-CLIP-18B", "EVA-CLIP-18B")
+    rows = {r["metric"]: float(r["value"]) for r in csv.DictReader((run / "flickr30k.csv").open())}
+    table = tmp_path / "ref.csv"
+    table.write_text(HEADER + f"EVA-CLIP-18B,mine,flickr30k,image_retrieval_recall@1,"
+                              f"{100 * rows['image_retrieval_recall@1']:g},0.5,shortest,,pil,amp_fp16,,x\n")
+    assert main(["check", str(run), "--reference", "mine", "--reference-file", str(table)]) == 2
+    out = capsys.readouterr().out
+    assert "always resizes by squash" in out and "--transform shortest" not in out
