@@ -54,7 +54,7 @@ def _plot_path(text: str) -> Path:
     return path
 
 
-def _refuse_writing_into_runs(runs, **outputs) -> None:
+def _refuse_writing_into_runs(runs, outputs: dict[str, Optional[Path]]) -> None:
     """An output inside a results folder the command reads could replace a task CSV (the result is lost, no
     history/ copy) or be read back as one of the run's files: refused before anything is written."""
     for flag, path in outputs.items():
@@ -64,7 +64,7 @@ def _refuse_writing_into_runs(runs, **outputs) -> None:
         for run in runs:
             folder = run.folder.resolve()
             if target == folder or folder in target.parents:
-                raise UserInputError(f"{flag.replace('_', '-')} {path} is inside {run.folder}, a results folder this"
+                raise UserInputError(f"{flag} {path} is inside {run.folder}, a results folder this"
                                      " command reads: a file there could replace or pass for one of the run's"
                                      " files; write it elsewhere (e.g. beside the model folders)")
 
@@ -446,7 +446,7 @@ def cmd_aggregate(args) -> int:
 
     catalog = Catalog.load(args.include_path)
     runs = load_runs(args.run_dir, set(catalog.tasks))
-    _refuse_writing_into_runs(runs, __out=args.out, __plot=args.plot)
+    _refuse_writing_into_runs(runs, {"--out": args.out, "--plot": args.plot})
     for run in runs:
         try:
             rebuild_tables(run, catalog)
@@ -505,7 +505,7 @@ def cmd_export(args) -> int:
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
     args.out = args.out or EXPORT_OUT[args.format]
-    _refuse_writing_into_runs(runs, __out=args.out, __plot=args.plot)
+    _refuse_writing_into_runs(runs, {"--out": args.out, "--plot": args.plot})
     if args.format == "csv":
         display, long_format = leaderboard(runs, catalog, params)
         atomic_write_text(args.out, display)
@@ -534,7 +534,7 @@ def cmd_report(args) -> int:
 
     catalog = Catalog.load(args.include_path)
     runs = [run for folder in args.run_dirs for run in load_runs(folder, set(catalog.tasks))]
-    _refuse_writing_into_runs(runs, __out=args.out)
+    _refuse_writing_into_runs(runs, {"--out": args.out})
     params = {name: card.params_millions for name, card in all_cards(args.include_path).items()
               if card.params_millions}
     site = build_site(runs, catalog, args.out, _references(args, catalog), params,
@@ -558,7 +558,7 @@ def cmd_compare(args) -> int:
             raise UserInputError(f"compare: RUN_{side} {folder} holds {len(found)} model folders"
                                  f" ({', '.join(r.folder.name for r in found)}); give one results/<model>/ folder")
         runs += found
-    _refuse_writing_into_runs(runs, __out=args.out)
+    _refuse_writing_into_runs(runs, {"--out": args.out})
     suites = {s: catalog.suite_members(s) for s in catalog.suites if s != "all"}
     member_metrics = {s: spec.member_metrics for s, spec in catalog.suites.items() if spec.member_metrics}
     comparison = compare_runs(runs[0], runs[1], suites, BootstrapConfig(args.iterations, args.seed), args.tasks,

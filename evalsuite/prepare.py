@@ -46,7 +46,9 @@ class PlanStep:
     kind: str
     detail: str  # where the data is, where it would go, or what the user must do
     num_samples: Optional[int] = None  # PRESENT: the listing's size
-    problems: tuple[str, ...] = ()  # PRESENT: what is wrong with the listing besides its size (listing_problems)
+    # PRESENT: what is wrong with the listing besides its size (listing_problems); DOWNLOAD: why a copy that is
+    # there was not used
+    problems: tuple[str, ...] = ()
 
     def line(self) -> str:
         return f"plan {self.task}: {self.action} {self.source}: {' '.join(self.detail.split())}"
