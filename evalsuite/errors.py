@@ -35,6 +35,10 @@ class DataNotFoundError(DatasetUnavailableError):
     """No copy of a task's data where a source looks (as opposed to a copy it found and cannot use)."""
 
 
+class DamagedDataError(DatasetUnavailableError):
+    """A copy of a task's data that is there but cut short or incomplete (a truncated shard, missing shards)."""
+
+
 class ModelLoadError(UserInputError):
     """A model card, weights file or checkpoint that cannot be loaded as asked."""
 

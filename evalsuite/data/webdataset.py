@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ConfigError, DataNotFoundError, DatasetUnavailableError
+from ..errors import ConfigError, DamagedDataError, DataNotFoundError, DatasetUnavailableError
 from .base import DataSource, ItemReader, Samples, SourceContext, read_data_text
 from .captions import CaptionedSamples
 
@@ -117,8 +117,8 @@ def read_shard(shard: Path, file_size: int) -> list[ShardSample]:
                 if suffix in last.members:
                     raise DatasetUnavailableError(f"{shard}: sample {key!r} has two .{suffix} members")
                 if offset + size > file_size:
-                    raise DatasetUnavailableError(f"{shard}: truncated inside sample {key!r} (.{suffix});"
-                                                  " download it again")
+                    raise DamagedDataError(f"{shard}: truncated inside sample {key!r} (.{suffix});"
+                                           " download it again")
                 last.members[suffix] = TarMember(str(shard), offset, size)
                 if suffix in TEXT_SUFFIXES:
                     f.seek(offset)
@@ -143,8 +143,8 @@ def scan_plain_tar(f, shard: Path, file_size: int) -> Optional[list[tuple[str, i
         if header == bytes(512):
             return out
         if len(header) < 512:
-            raise DatasetUnavailableError(f"{shard}: truncated after {len(out)} members (no end-of-archive"
-                                          " marker); download it again")
+            raise DamagedDataError(f"{shard}: truncated after {len(out)} members (no end-of-archive"
+                                   " marker); download it again")
         magic, kind = header[257:265], header[156:157]
         if magic not in (_USTAR, _GNU) or kind not in (b"0", b"\0", b"5", b"x") or header[124] & 0x80:
             return None
@@ -199,8 +199,8 @@ def scan_with_tarfile(shard: Path, file_size: int) -> list[tuple[str, int, int]]
         # samples: a complete tar ends with zero blocks
         tar.fileobj.seek(tar.offset)
         if tar.fileobj.read(512) != bytes(512):
-            raise DatasetUnavailableError(f"{shard}: truncated after {len(members)} members (no end-of-archive"
-                                          " marker); download it again")
+            raise DamagedDataError(f"{shard}: truncated after {len(members)} members (no end-of-archive"
+                                   " marker); download it again")
     return members
 
 
@@ -237,8 +237,8 @@ def find_shards(folder: Path, split: str) -> Optional[ShardSet]:
         shards = [split_dir / f"{i}.tar" for i in range(count)]
         missing = [s.name for s in shards if not s.is_file()]
         if missing:
-            raise DatasetUnavailableError(f"{split_dir}: {len(missing)} of the {count} shards named by nshards.txt"
-                                          f" are missing ({', '.join(missing[:5])}); download them again")
+            raise DamagedDataError(f"{split_dir}: {len(missing)} of the {count} shards named by nshards.txt"
+                                   f" are missing ({', '.join(missing[:5])}); download them again")
     else:
         shards = sorted(split_dir.glob("*.tar"), key=_shard_order)
     return ShardSet(root, shards)
@@ -415,16 +415,24 @@ class WebdatasetCaptionsSource(DataSource):
         found, _ = self.locate(ctx.data_root)
         if found is None and not self.args.path:
             self.download()  # prepare lists the samples next, from the cache
-        else:
+            return
+        try:
             self.samples(ctx)  # found (checked here), or a `path` that holds nothing: its message
+        except DamagedDataError as exc:
+            if self.args.path or found is None or not _in_hub_cache(found.root):
+                raise  # the user's own copy: theirs to replace
+            # the hub cache trusts a file once it is there: a cut-off shard would be served again and again
+            log.warning("task %s: the Hugging Face cache's copy is damaged (%s); downloading it again",
+                        self.spec.name, _one_line(exc))
+            self.download(force=True)
 
-    def download(self) -> Path:
+    def download(self, force: bool = False) -> Path:
         import huggingface_hub
         from huggingface_hub import snapshot_download
 
         try:
             folder = snapshot_download(self.args.repo, repo_type="dataset", revision=self.args.revision,
-                                       allow_patterns=self.patterns())
+                                       allow_patterns=self.patterns(), force_download=force)
         except Exception as exc:  # noqa: BLE001 - offline, unknown repo or revision, auth, disk: one line each
             offline = getattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
             hint = (" HF_HUB_OFFLINE is set: unset it to download, or put the shards under --data-root."
@@ -434,6 +442,13 @@ class WebdatasetCaptionsSource(DataSource):
                                           ) from None
         log.info("task %s: %s@%s in %s", self.spec.name, self.args.repo, self.args.revision, folder)
         return Path(folder)
+
+
+def _in_hub_cache(folder: Path) -> bool:
+    """``folder`` is a snapshot in the Hugging Face cache (downloaded by ``prepare``, not the user's copy)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE).resolve() in Path(folder).resolve().parents
 
 
 class WebdatasetSource(WebdatasetCaptionsSource):

@@ -167,3 +167,18 @@ def test_stanford_cars_yaml_reads_wds_cars_shards_in_place(tmp_path, monkeypatch
     assert task.find_samples(task.source_context(tmp_path / "data")).labels == [0, 40, 80, 120, 195]
     outcome = prepare_task(spec, tmp_path / "data")
     assert outcome.num_samples == 5 and "expects 8041" in outcome.message
+
+
+def test_prepare_downloads_a_damaged_cached_shard_again(hub, inc, tmp_path):
+    """The hub cache trusts a file once it is there: a shard cut short in it was reported, and every later
+    prepare reported it again ('download it again' could not be followed)."""
+    common = ["--include-path", str(inc), "--data-root", str(tmp_path / "data")]
+    assert cli(["prepare", "toy_cls", *common], tmp_path, hub).returncode == 0
+    (shard,) = (tmp_path / "hf" / "hub").glob("datasets--clip-benchmark--wds_toy_cls/snapshots/*/test/1.tar")
+    blob = shard.resolve()
+    blob.write_bytes(blob.read_bytes()[:1000])  # an interrupted copy, a bad disk
+    hub.downloads.clear()
+    again = cli(["prepare", "toy_cls", *common], tmp_path, hub)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "damaged" in again.stderr and "wds_toy_cls/test/1.tar" in hub.downloads
+    assert outcome_lines(again)[0].startswith("ok   toy_cls: 7 samples")
