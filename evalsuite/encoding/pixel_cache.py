@@ -152,7 +152,7 @@ class PixelCache:
             with locked(self.root, fcntl.LOCK_SH):  # the index and the pixels of one writer
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 pixels = np.load(data_path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: numpy on an empty file
             log.warning("pixel cache entry %s unreadable (%s: %s); decoding again", data_path, type(exc).__name__,
                         exc)
             return None
@@ -218,7 +218,9 @@ class PixelCacheWriter:
             self._guard(lambda: self._publish(failures))
 
     def _publish(self, failures: list[tuple[int, str]]) -> None:
-        self.file.close()  # flushes: a write error shows here, before anything is published
+        self.file.flush()
+        os.fsync(self.file.fileno())  # on disk before the (fsynced) index names it: no empty .npy after a crash
+        self.file.close()  # a write error shows by here, before anything is published
         self.file = None
         meta = {"format": FORMAT, "identity": self.identity, "shape": list(self.shape), "kept": self.kept,
                 "failures": [list(f) for f in failures], "rows_sha256": b"".join(self.digests).hex()}

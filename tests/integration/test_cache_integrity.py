@@ -406,3 +406,16 @@ def test_a_run_removes_the_temp_file_of_a_killed_pixel_write(pets, cache, tmp_pa
     os.utime(leftover, (time.time() - 7200,) * 2)
     run(capsys, pets, tmp_path / "out")
     assert not leftover.exists()
+
+
+def test_an_empty_pixel_array_beside_a_sound_index_is_decoded_again(pets, cache, decoded, tmp_path, capsys):
+    """A crash between publishing the .npy (not yet on disk) and its fsynced index left a 0-byte array: numpy's
+    EOFError made every later --cache-pixels run a traceback."""
+    argv = pets + ["--cache-pixels", "--no-cache-features"]
+    run(capsys, argv, tmp_path / "clean")
+    data, _ = pixel_entry(cache)
+    data.write_bytes(b"")
+    decoded.clear()
+    err = run(capsys, argv, tmp_path / "again", "--no-resume")
+    assert "EOFError" in err and "decoding again" in err and len(decoded) == 12
+    assert metrics(tmp_path / "again") == metrics(tmp_path / "clean")
