@@ -87,6 +87,24 @@ def all_agree(flag: bool) -> bool:
     return all(all_ranks(bool(flag)))
 
 
+def in_step(step: Callable[[], Any]) -> Any:
+    """Run ``step`` (a write or check that only rank 0 makes) and keep the ranks in step: when it raises on any
+    rank, every rank raises (that rank its own error, the others a copy). A rank-0 error alone would send it to
+    the exit barrier while the others wait in the next task's collective, and the run would hang in silence."""
+    if rank_and_size()[1] == 1:
+        return step()
+    try:
+        result, error = step(), None
+    except Exception as exc:  # noqa: BLE001 - handed to the other ranks, then raised here as well
+        result, error = None, exc
+    errors = [e for e in all_ranks(None if error is None else _portable(error)) if e is not None]
+    if error is not None:
+        raise error
+    if errors:
+        raise errors[0]
+    return result
+
+
 # one rank's shard: (dataset indices of its readable samples, their features, its failures as (index, message))
 Shard = tuple[list[int], torch.Tensor, list[tuple[int, str]]]
 

@@ -4,6 +4,7 @@ it), then per task: skip if done, else evaluate, write its CSV atomically, log o
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import platform
 from dataclasses import asdict, dataclass, field, replace
@@ -14,7 +15,7 @@ from typing import Optional
 from . import __version__
 from .catalog import Catalog
 from .config import RunConfig
-from .distributed import is_writer
+from .distributed import in_step, is_writer
 from .errors import EvalsuiteError, TasksFailedError, UserInputError
 from .models.card import ModelCard
 from .models.loading import load_model, resolve_card, results_dirname
@@ -113,8 +114,9 @@ class Runner:
 
     def run(self) -> RunReport:
         report = RunReport(self.model_dir)
-        if is_writer():  # before any data is listed or weights load: a result that cannot be saved is not computed
-            check_writable_folder(self.model_dir, "--output-dir")
+        # before any data is listed or weights load: a result that cannot be saved is not computed (every rank
+        # stops alike when rank 0 cannot write)
+        in_step(lambda: check_writable_folder(self.model_dir, "--output-dir") if is_writer() else None)
         with run_log(self.model_dir / "run.log" if is_writer() else None, self.invocation):
             return self._run(report)
 
@@ -220,18 +222,16 @@ class Runner:
         csv_path = self.model_dir / f"{task.name}.csv"
         # another configuration's result is moved aside before this one is attempted: if the attempt fails, the
         # folder must not go on showing (and suites averaging) a number of the configuration that was replaced
-        if csv_path.is_file() and not is_done(csv_path, model_fp, ident.task_fingerprint) and is_writer():
-            moved = move_to_history(self.model_dir, task.name)  # kept, never overwritten
-            report.history[task.name] = str(moved)
-            log.info("%s: the earlier result (other fingerprint) moved to %s", task.name, moved)
+        if csv_path.is_file() and not is_done(csv_path, model_fp, ident.task_fingerprint):
+            moved = in_step(lambda: move_to_history(self.model_dir, task.name) if is_writer() else None)
+            if moved is not None:  # kept, never overwritten
+                report.history[task.name] = str(moved)
+                log.info("%s: the earlier result (other fingerprint) moved to %s", task.name, moved)
         result = self._attempt(task, report, lambda: self._evaluate(task, evaluations, ctx))
         if result is None:
             return
-        if result.predictions_csv is not None:  # first: a CSV never points at predictions of another run
-            atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
-        if not result.failures and is_writer():  # an error list of an earlier evaluation is not this one's
-            (self.model_dir / f"{task.name}.errors.txt").unlink(missing_ok=True)
-        write_task_csv(csv_path, task_rows(ident, result, task.spec.primary_metric))
+        # rank 0 writes; a write that fails there stops every rank alike (distributed.in_step)
+        in_step(lambda: self._write_result(task, ident, result) if is_writer() else None)
         self._record_problems(task, result, report)
         primary = result.metrics.get(task.spec.primary_metric, float("nan"))
         speed = (f"{result.images_per_second:.0f} img/s" if result.images_per_second == result.images_per_second
@@ -283,12 +283,23 @@ class Runner:
                 report.bad_input.append(task.name)
             return None
 
+    def _write_result(self, task: Task, ident: TaskIdentity, result) -> None:
+        """The task's files: predictions first (a CSV never points at predictions of another run), the error list
+        (or none: an earlier evaluation's is not this one's), then the CSV."""
+        if result.predictions_csv is not None:
+            atomic_write_text(self.model_dir / f"{task.name}.predictions.csv", result.predictions_csv)
+        err_path = self.model_dir / f"{task.name}.errors.txt"
+        if result.failures:
+            atomic_write_text(err_path, "\n".join(result.failures) + "\n")
+        else:
+            err_path.unlink(missing_ok=True)
+        write_task_csv(self.model_dir / f"{task.name}.csv", task_rows(ident, result, task.spec.primary_metric))
+
     def _record_problems(self, task: Task, result, report: RunReport) -> None:
         for warning in result.warnings:
             log.warning("%s: %s", task.name, warning)
         if result.failures:
             err_path = self.model_dir / f"{task.name}.errors.txt"
-            atomic_write_text(err_path, "\n".join(result.failures) + "\n")
             for message in result.failures[:20]:
                 log.error("%s: unreadable sample: %s", task.name, message)
             report.flagged[task.name] = (
@@ -327,7 +338,7 @@ class Runner:
                                "data_source": t.source_used}
                       for t in self.tasks},
             "verify_data": self.config.verify_data,
-            "best_of_both": report.transforms,
+            "best_of_both": self._best_of_both(report),
             "history": report.history,  # earlier results (other fingerprints) moved aside by this run
             # the image batch actually encoded at once (lower than --batch-size after a CUDA out-of-memory)
             "image_batch_limit": self.encoder.image_batch_limit if self.encoder else self.config.batch_size,
@@ -336,6 +347,19 @@ class Runner:
         })
         return format_table(summary, suite_rows)
 
+
+    def _best_of_both(self, report: RunReport) -> dict:
+        """Each best-of-both task's winner and both values: this run's, and the earlier run.json's for the tasks
+        whose result this run kept (skipped as done), so a resumed run does not erase the losing value, which
+        is written nowhere else."""
+        kept = {}
+        try:
+            earlier = json.loads((self.model_dir / "run.json").read_text(encoding="utf-8")).get("best_of_both")
+        except (OSError, ValueError, AttributeError):
+            earlier = None
+        if isinstance(earlier, dict):
+            kept = {t: v for t, v in earlier.items() if t in report.skipped}
+        return {**kept, **report.transforms}
 
     def _member_rows(self, suites: dict[str, list[str]], covered: list[str]) -> dict[str, dict[str, Optional[dict]]]:
         """Per suite with ``member_metrics``, the summary-style row of each such member's metric (None: the task

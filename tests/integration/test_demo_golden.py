@@ -87,3 +87,7 @@ def test_transform_squash_and_best_of_both(tmp_path):
     assert best["acc1"]["transform"] == "shortest" and float(best["acc1"]["value"]) == pytest.approx(562 / 600)
     record = json.loads((out / "demo-clip" / "run.json").read_text())["best_of_both"]["demo_shapes"]
     assert record == {"chosen": "shortest", "shortest": pytest.approx(562 / 600), "squash": pytest.approx(539 / 600)}
+    # resumed (skipped as done): the losing value, written nowhere else, stays in run.json
+    assert main(["run", "--model", "demo-clip", "--tasks", "demo_shapes", "--output-dir", str(out),
+                 "--transform", "best-of-both", "--workers", "0"]) == 0
+    assert json.loads((out / "demo-clip" / "run.json").read_text())["best_of_both"]["demo_shapes"] == record

@@ -146,3 +146,23 @@ def test_ranks_take_the_cache_together(cifar, tmp_path):
     multi = two_ranks(program, cifar, tmp_path / "two", env)
     assert "image features from the cache" not in multi.stderr
     assert_same_files(tmp_path / "one", tmp_path / "two")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("blocked", ["output-dir", "predictions"])
+def test_a_write_only_rank_0_makes_fails_every_rank_alike(cifar, tmp_path, tiny_model_dir, blocked):
+    """Rank 0 could not write (an --output-dir that is a file; a predictions path that is a folder): it went to
+    the exit barrier while rank 1 waited in the next collective, and the run hung with no message."""
+    from evalsuite.models.loading import resolve_card, results_dirname
+    from evalsuite.models.open_clip_adapter import OpenClipAdapter
+
+    out = tmp_path / "two"
+    if blocked == "output-dir":
+        out.write_text("a file")
+    else:
+        card = resolve_card(f"local-dir:{tiny_model_dir}")
+        (out / results_dirname(card, OpenClipAdapter.weights_identity(card)) / "cifar10.predictions.csv").mkdir(
+            parents=True)
+    multi = two_ranks(["-m", "evalsuite"], cifar + ["--no-cache-features"], out, env_with_cache(tmp_path))
+    assert multi.returncode != 0 and "evalsuite: error:" in multi.stderr, multi.stderr[-3000:]
+    assert ("cannot write there" if blocked == "output-dir" else "cannot write (Is a directory)") in multi.stderr
