@@ -60,7 +60,7 @@ def from_pixel_cache(encode_batch: Encode, dataset, batch_size: int, desc: str, 
                      pixels: tuple["PixelCache", str], on_images_read: Optional[Callable[[], None]]):
     """(kept, features, failures) encoded from a verified pixel-cache entry; None (on every rank alike) when
     there is none or a row turns out damaged."""
-    from ..distributed import all_agree, gather_shards, is_writer, shard
+    from ..distributed import all_agree, gather_shards, is_writer, rank_and_size, shard
     from .pixel_cache import DamagedEntry
 
     cache, key = pixels
@@ -82,7 +82,10 @@ def from_pixel_cache(encode_batch: Encode, dataset, batch_size: int, desc: str, 
         failures = cached.failures if is_writer() else []  # the entry's failures, counted once
         return [cached.kept[r] for r in rows], torch.cat(features) if features else torch.empty(0, 0), failures
 
-    return gather_shards(encode_shard)
+    gathered = gather_shards(encode_shard)
+    if gathered is None and is_writer() and rank_and_size()[1] > 1:  # another rank's log is silent
+        log.warning("pixel cache entry %s: damaged (found by this or another rank); decoding again", cached.path)
+    return gathered
 
 
 def from_loader(encode_batch: Encode, device: torch.device, dataset, desc: str, progress: str,

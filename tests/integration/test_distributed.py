@@ -166,3 +166,22 @@ def test_a_write_only_rank_0_makes_fails_every_rank_alike(cifar, tmp_path, tiny_
     multi = two_ranks(["-m", "evalsuite"], cifar + ["--no-cache-features"], out, env_with_cache(tmp_path))
     assert multi.returncode != 0 and "evalsuite: error:" in multi.stderr, multi.stderr[-3000:]
     assert ("cannot write there" if blocked == "output-dir" else "cannot write (Is a directory)") in multi.stderr
+
+
+@pytest.mark.slow
+def test_a_damaged_pixel_row_met_by_rank_1_is_said_by_rank_0(cifar, tmp_path):
+    """Rank 1 caught the damage (the numbers stayed right) but only rank 0 logs: the run said it read the pixel
+    cache and nothing of decoding again."""
+    import numpy as np
+
+    env = env_with_cache(tmp_path)
+    one_process(cifar + ["--no-cache-features", "--cache-pixels"], tmp_path / "one", env)
+    (entry,) = (tmp_path / "cache").rglob("pixels/*.npy")
+    rows = np.load(entry, mmap_mode="r")
+    offset = rows.offset + 27 * rows[0].nbytes + 10  # row 27 of 29: rank 1's shard (rows 1, 3, ...)
+    data = bytearray(entry.read_bytes())
+    data[offset] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    multi = two_ranks(["-m", "evalsuite"], cifar + ["--no-cache-features", "--cache-pixels"], tmp_path / "two", env)
+    assert "damaged (found by this or another rank); decoding again" in multi.stderr, multi.stderr[-3000:]
+    assert_same_files(tmp_path / "one", tmp_path / "two")
