@@ -118,7 +118,18 @@ class Runner:
         # stops alike when rank 0 cannot write)
         in_step(lambda: check_writable_folder(self.model_dir, "--output-dir") if is_writer() else None)
         with run_log(self.model_dir / "run.log" if is_writer() else None, self.invocation):
+            self._warn_if_output_dir_is_a_model_folder()
             return self._run(report)
+
+    def _warn_if_output_dir_is_a_model_folder(self) -> None:
+        """``--output-dir results/<model>``: this run's folder lands inside another run's, where reports on the
+        outer folder do not read it."""
+        out = self.config.output_dir
+        held = sorted(p.name for p in out.glob("*.csv") if p.stem in self.catalog.tasks) if out.is_dir() else []
+        if held and is_writer():
+            log.warning("--output-dir %s holds task results itself (%s): it is a model's results folder, and this"
+                        " run writes into %s inside it, which aggregate, check and export on %s do not read; give"
+                        " the folder above it", out, ", ".join(held[:3]), self.model_dir, out)
 
     def _run(self, report: RunReport) -> RunReport:
         cfg = self.config

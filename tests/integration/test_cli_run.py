@@ -178,3 +178,13 @@ def test_new_dataset_from_include_path_without_python(tmp_path, tiny_model_dir):
     assert run("--model", f"local-dir:{tiny_model_dir}", "--tasks", "fruit", "--data-root", tmp_path / "data",
                "--include-path", inc, "--output-dir", out) == 0
     assert {r["num_samples"] for r in rows(next(out.iterdir()) / "fruit.csv")} == {"9"}
+
+
+def test_an_output_dir_that_is_a_model_folder_is_warned_about(tmp_path, capsys):
+    """--output-dir results/<model> put the run in results/<model>/<model>/, where reports on results/ never look."""
+    out = tmp_path / "results"
+    assert run("--model", "demo-clip", "--tasks", "demo_retrieval", "--output-dir", out) == 0
+    capsys.readouterr()
+    assert run("--model", "demo-clip", "--tasks", "demo_retrieval", "--output-dir", out / "demo-clip") == 0
+    err = capsys.readouterr().err
+    assert f"--output-dir {out / 'demo-clip'} holds task results itself (demo_retrieval.csv)" in err
