@@ -302,7 +302,10 @@ def open_clip_tag_files(architecture: str, tag: str) -> Optional[tuple[str, list
     known = _read_tag_memo(memo)
     key = f"{architecture}/{tag}"
     if key not in known:
-        known[key] = _open_clip_tag_files(architecture, tag)
+        try:
+            known[key] = _open_clip_tag_files(architecture, tag)
+        except ImportError:  # installed but not importable: the adapter says so when it builds the model
+            return None
         _write_tag_memo(memo, known)
     entry = known[key]
     return None if entry is None else (entry[0], list(entry[1]))
