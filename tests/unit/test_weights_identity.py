@@ -347,3 +347,14 @@ def test_the_tag_table_is_read_from_open_clip_once_per_version(monkeypatch, tmp_
     monkeypatch.undo()
     monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
     assert weights.open_clip_tag_files("EVA02-B-16", "merged2b_s8b_b131k") == expected
+
+
+def test_an_open_clip_that_cannot_be_imported_memoises_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+
+    def broken(*args):
+        raise ImportError("a broken install")
+
+    monkeypatch.setattr(weights, "_open_clip_tag_files", broken)
+    assert weights.open_clip_tag_files("EVA02-B-16", "merged2b_s8b_b131k") is None
+    assert not (tmp_path / "cache" / "open_clip_tags").exists()
