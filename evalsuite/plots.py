@@ -26,14 +26,15 @@ from .reference import ReferenceRow, load_layout
 from .report import (
     Column,
     ModelRun,
-    _refusal,
     column_tasks,
     column_value,
     is_partial,
     not_averaged,
+    not_compared,
     other_columns,
     paper_columns,
     paper_suites,
+    reference_row,
     suite_value,
     suites_first,
 )
@@ -178,22 +179,19 @@ def delta_data(runs: list[ModelRun], refs: list[ReferenceRow], catalog: Catalog,
             value = column_value(run, col, catalog)
             if value is None:
                 continue
-            suite = col.task.startswith("suite:")
-            row = None if suite else run.row(col.task, col.metric)
-            metric = "mean_primary" if suite else row["metric"]
-            ref = next((r for r in refs if r.model == run.model and r.task == col.task and r.metric == metric), None)
+            ref = reference_row(refs, col, run)
             if ref is None:
                 continue
             if ref.not_reproducible:
                 panel.not_reproducible.append(col.header)
                 continue
-            tasks = column_tasks(col, catalog)
-            members = [run.row(t) for t in tasks] if suite else [row]
+            row = None if col.task.startswith("suite:") else run.row(col.task, col.metric)
             ci = _interval_pp(row)
             panel.bars.append(DeltaBar(
-                col.header + run.marks(tasks), col.task, metric, value, ref.value,
+                col.header + run.marks(column_tasks(col, catalog)), col.task, ref.metric, value, ref.value,
                 ref.tolerance_pp if tolerance is None else tolerance,
-                None if ci is None else (ci[0] - ref.value, ci[1] - ref.value), _refusal(members, ref) or ""))
+                None if ci is None else (ci[0] - ref.value, ci[1] - ref.value),
+                not_compared(run, col, catalog, ref) or ""))
         panels.append(panel)
     return panels
 

@@ -435,6 +435,8 @@ def _row_refusal(row: dict, ref: ReferenceRow, allow_count_mismatch: bool,
         reasons.append(f"count {row['count_status']}: {count_message(row)}; the reference is on the protocol's"
                        " full set (--allow-count-mismatch compares anyway)")
     reasons += _protocol_reasons(row, ref, catalog)
+    if catalog is not None:
+        reasons += filter(None, [_other_expected_counts(row, catalog)])
     return "; ".join(reasons) or None
 
 
@@ -450,19 +452,16 @@ def _refusal(rows: list[dict], ref: ReferenceRow, allow_count_mismatch: bool = F
     return (f"{len(why)} of {len(rows)} members refused: {', '.join(why)} ({first}: {why[first]})")
 
 
-def _other_expected_counts(rows: list[dict], catalog: Catalog) -> Optional[str]:
+def _other_expected_counts(row: dict, catalog: Catalog) -> Optional[str]:
     """A result whose expected counts are not its task file's: written under another definition of the task, or
     edited (its count_status would then say nothing about the protocol's sample set)."""
-    for row in rows:
-        spec = catalog.tasks.get(row["task"])
-        if spec is None:
-            continue
-        stated = (row["expected_num_samples"], row["expected_num_texts"])
-        if stated != (spec.expected_num_samples, spec.expected_num_texts):
-            return (f"{row['task']}: the result expects {stated[0]} samples ({stated[1]} captions), its task file"
-                    f" {spec.expected_num_samples} ({spec.expected_num_texts}): another task definition or an"
-                    " edited file; re-run the task")
-    return None
+    spec = catalog.tasks.get(row["task"])
+    stated = (row["expected_num_samples"], row["expected_num_texts"])
+    if spec is None or stated == (spec.expected_num_samples, spec.expected_num_texts):
+        return None
+    return (f"{row['task']}: the result expects {stated[0]} samples ({stated[1]} captions), its task file"
+            f" {spec.expected_num_samples} ({spec.expected_num_texts}): another task definition or an edited file;"
+            " re-run the task")
 
 
 def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, tolerance: Optional[float] = None,
@@ -495,7 +494,7 @@ def check_run(run: ModelRun, refs: list[ReferenceRow], catalog: Catalog, toleran
             report.not_reproducible += 1
             report.lines.append(f"SKIPPED {label}: not reproducible by evalsuite: {ref.not_reproducible}")
             continue
-        why = _refusal(rows, ref, allow_count_mismatch, catalog) or _other_expected_counts(rows, catalog) or (
+        why = _refusal(rows, ref, allow_count_mismatch, catalog) or (
             f"its members were made under different configurations ({mix})" if mix else None)
         if why:
             report.refused += 1
